@@ -1,0 +1,104 @@
+"""Orbax checkpoints of a run: the latest (for resume) and the best k by validation accuracy.
+
+Each checkpoint holds the train state, the resolved config (the "architecture JSON"),
+the class names and the epoch history, so a run directory alone is enough to resume,
+evaluate or predict.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as cm
+
+BEST_METRIC = "val_accuracy"
+
+
+def checkpoint_dir(workdir: str | os.PathLike) -> str:
+    return os.path.join(os.path.abspath(os.fspath(workdir)), "checkpoints")
+
+
+def manager(workdir: str | os.PathLike, keep_best: int = 2, create: bool = True) -> ocp.CheckpointManager:
+    """A manager that keeps the newest step and the `keep_best` best by validation accuracy.
+
+    `max_to_keep` with a `best_fn` would keep the k best and silently delete the newest,
+    which breaks resume; the preservation policy keeps both.
+    """
+    policy = cm.AnyPreservationPolicy(
+        [
+            cm.LatestN(n=1),
+            cm.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=False, n=keep_best),
+        ]
+    )
+    options = ocp.CheckpointManagerOptions(
+        best_fn=lambda m: m[BEST_METRIC],
+        best_mode="max",
+        preservation_policy=policy,
+        create=create,
+        cleanup_tmp_directories=True,
+        enable_async_checkpointing=True,
+    )
+    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+
+
+def host_copy(tree: Any) -> Any:
+    """Copies device arrays to fresh host memory, so a donated buffer can't change a pending save."""
+    return jax.tree_util.tree_map(lambda x: np.array(x), tree)
+
+
+def save(
+    mngr: ocp.CheckpointManager,
+    epoch: int,
+    state: Any,
+    config: dict,
+    history: list[dict],
+    metrics: dict[str, float],
+) -> None:
+    """Saves one epoch's checkpoint asynchronously; the files appear atomically when done."""
+    mngr.save(
+        epoch,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(host_copy(state)),
+            config=ocp.args.JsonSave(config),
+            history=ocp.args.JsonSave({"epochs": history}),
+        ),
+        metrics={k: float(v) for k, v in metrics.items()},
+    )
+
+
+def _single_device_target(abstract_state: Any) -> Any:
+    """Restore target with explicit shardings on one local device.
+
+    A checkpoint written on a GPU or on several devices then restores on a CPU-only machine.
+    """
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    def leaf(x: Any) -> Any:
+        if hasattr(x, "shape") and hasattr(x, "dtype"):
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
+        return x
+
+    return jax.tree_util.tree_map(leaf, abstract_state)
+
+
+def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any) -> tuple[Any, dict, list]:
+    """Restores (state, config dict, epoch history) of `step` onto one local device."""
+    restored = mngr.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(_single_device_target(abstract_state)),
+            config=ocp.args.JsonRestore(),
+            history=ocp.args.JsonRestore(),
+        ),
+    )
+    return restored.state, dict(restored.config), list(restored.history["epochs"])
+
+
+def read_config(mngr: ocp.CheckpointManager, step: int) -> dict:
+    """Only the config of a checkpoint, to rebuild the model before restoring its weights."""
+    restored = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    return dict(restored.config)

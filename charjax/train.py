@@ -1,0 +1,257 @@
+"""Training: a pure, jitted train step and the epoch loop around it.
+
+`train_step(state, batch, rng) -> (state, metrics)` is the whole of the maths. The
+loop (`train_and_evaluate`) owns the effects: data placement, logging, checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+
+from charjax import augment, charset, checkpoints, datasets, evaluate, input_pipeline, models
+
+log = logging.getLogger(__name__)
+
+
+class TrainState(train_state.TrainState):
+    """Params, optimizer state and step; `batch_stats` for models with batch norm."""
+
+    batch_stats: Any = flax.struct.field(default_factory=dict)
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """The tutorial's Adam at `config.learning_rate`."""
+    return optax.adam(config.learning_rate)
+
+
+def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array) -> TrainState:
+    """Initialises the model named in `config.model` and its optimizer."""
+    model = models.create_model(config.model, config.get("precision", "float32"))
+    variables = model.init({"params": rng}, jnp.zeros((1, *charset.IMAGE_SHAPE)), train=False)
+    return TrainState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        tx=make_optimizer(config),
+        batch_stats=variables.get("batch_stats", {}),
+    )
+
+
+def _forward(state: TrainState, params: Any, images: jax.Array, train: bool, rng=None):
+    """Logits and (when training a batch-norm model) the new batch statistics."""
+    variables = {"params": params}
+    if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+    if train and state.batch_stats:
+        logits, updates = state.apply_fn(
+            variables, images, train=True, rngs={"dropout": rng}, mutable=["batch_stats"]
+        )
+        return logits, updates["batch_stats"]
+    rngs = {"dropout": rng} if train else {}
+    return state.apply_fn(variables, images, train=train, rngs=rngs), state.batch_stats
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    rng: jax.Array,
+    augment_config: ml_collections.FrozenConfigDict | None = None,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer step on a batch {'image': uint8 [B,48,48,1], 'label': int32 [B]}.
+
+    Pure: the same (state, batch, rng) always gives the same result. Augmentation, when
+    enabled, happens here, on device, so the host never touches a batch.
+    """
+    images = input_pipeline.normalize(batch["image"])
+    dropout_rng, augment_rng = jax.random.split(rng)
+    if augment_config is not None and augment_config.enabled:
+        images = augment.augment_batch(augment_rng, images, augment_config)
+
+    def loss_fn(params):
+        logits, batch_stats = _forward(state, params, images, train=True, rng=dropout_rng)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+        return loss, (logits, batch_stats)
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+    return state, {"loss": loss, "accuracy": accuracy}
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Sums of loss, correct and top-5 correct over the batch's unmasked samples."""
+    logits, _ = _forward(state, state.params, input_pipeline.normalize(batch["image"]), False)
+    return evaluate.batch_sums(logits, batch["label"], batch["mask"])
+
+
+def make_device_train_step(
+    batch_size: int, augment_config: ml_collections.ConfigDict | None
+) -> Callable:
+    """Jitted step that gathers its batch on device from the epoch's permutation.
+
+    The rng is `fold_in(key, state.step)`: a resumed run draws exactly the numbers an
+    uninterrupted one would. The state is donated, so its buffers are reused in place.
+    """
+    frozen = ml_collections.FrozenConfigDict(augment_config) if augment_config else None
+
+    def step(state, images, labels, perm, index, key):
+        idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size)
+        batch = {"image": images[idx], "label": labels[idx]}
+        return train_step(state, batch, jax.random.fold_in(key, state.step), frozen)
+
+    return jax.jit(step, donate_argnums=0)
+
+
+def _log_progress(epoch: int, step: int, steps: int, metrics: list, start: float, batch: int):
+    recent = jax.device_get(metrics[-1])
+    rate = step * batch / max(time.perf_counter() - start, 1e-9)
+    log.info(
+        "epoch %d step %d/%d: loss %.4f accuracy %.4f (%.0f img/s)",
+        epoch, step, steps, recent["loss"], recent["accuracy"], rate,
+    )
+
+
+def train_epoch(
+    state: TrainState,
+    step_fn: Callable,
+    data: tuple[jax.Array, jax.Array],
+    key: jax.Array,
+    epoch: int,
+    batch_size: int,
+    log_every: int = 0,
+) -> tuple[TrainState, dict[str, float]]:
+    """Runs one epoch; metrics stay on device and are fetched once at the end."""
+    images, labels = data
+    steps = images.shape[0] // batch_size
+    if steps == 0:
+        raise ValueError(
+            f"the training split has {images.shape[0]} images, fewer than one batch of "
+            f"{batch_size}; lower batch_size or use more data"
+        )
+    perm = input_pipeline.epoch_permutation(jax.random.fold_in(key, 1), epoch, images.shape[0])
+    start, history = time.perf_counter(), []
+    for i in range(steps):
+        state, metrics = step_fn(state, images, labels, perm, i, key)
+        history.append(metrics)
+        if log_every and (i + 1) % log_every == 0 and i + 1 < steps:
+            _log_progress(epoch, i + 1, steps, history, start, batch_size)
+    summed = jax.device_get(jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *history))
+    return state, {k: float(v) for k, v in summed.items()}
+
+
+def resolved_config(config: ml_collections.ConfigDict) -> dict:
+    """The config as plain JSON-able data, written beside every checkpoint."""
+    return json.loads(config.to_json())
+
+
+def load_splits(config: ml_collections.ConfigDict) -> input_pipeline.Splits:
+    """The configured dataset, split train/validation/test by ratio and seed."""
+    dataset = datasets.load(config.data.source, config.data)
+    return input_pipeline.stratified_split(
+        dataset, config.data.val_fraction, config.data.test_fraction, config.data.split_seed
+    )
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Trains `config.num_epochs` epochs, keeps the best weights by validation accuracy,
+    scores the test split with them and writes WORKDIR/metrics.json. Returns that dict.
+
+    Reruns on the same workdir continue from the latest checkpoint.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    config_dict = resolved_config(config)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(config_dict, f, indent=2)
+
+    splits = load_splits(config)
+    log.info(
+        "data %s: %d train, %d validation, %d test images",
+        config.data.source, len(splits.train), len(splits.validation), len(splits.test),
+    )
+    key = jax.random.key(config.seed)
+    state = create_train_state(config, jax.random.fold_in(key, 0))
+    log.info(
+        "model %s: %d parameters",
+        config.model.name, sum(x.size for x in jax.tree_util.tree_leaves(state.params)),
+    )
+
+    mngr = checkpoints.manager(workdir, keep_best=config.get("keep_best", 2))
+    history: list[dict] = []
+    if mngr.latest_step() is not None:
+        state, _, history = checkpoints.restore(mngr, mngr.latest_step(), state)
+        log.info("resuming from the checkpoint of epoch %d", mngr.latest_step())
+
+    train_data = input_pipeline.to_device(splits.train)
+    val_data = input_pipeline.to_device(splits.validation)
+    step_fn = make_device_train_step(
+        config.batch_size, config.augment if config.augment.enabled else None
+    )
+    eval_fn = jax.jit(eval_step)
+    start_epoch = len(history) + 1
+    train_start = time.perf_counter() - sum(e["seconds"] for e in history)
+    for epoch in range(start_epoch, config.num_epochs + 1):
+        t0 = time.perf_counter()
+        state, train_metrics = train_epoch(
+            state, step_fn, train_data, key, epoch, config.batch_size, config.log_every_steps
+        )
+        val = evaluate.evaluate_arrays(eval_fn, state, *val_data, config.eval_batch_size)
+        seconds = time.perf_counter() - t0
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_metrics["loss"],
+                "train_accuracy": train_metrics["accuracy"],
+                "val_loss": val["loss"],
+                "val_accuracy": val["accuracy"],
+                "seconds": seconds,
+            }
+        )
+        best_so_far = max(e["val_accuracy"] for e in history)
+        log.info(
+            "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f%s | %.1fs (%.0f img/s)",
+            epoch, config.num_epochs, train_metrics["loss"], train_metrics["accuracy"],
+            val["loss"], val["accuracy"], " *" if val["accuracy"] >= best_so_far else "",
+            seconds, len(splits.train) / seconds,
+        )
+        checkpoints.save(
+            mngr, epoch, state, config_dict, history,
+            {"val_accuracy": val["accuracy"], "val_loss": val["loss"]},
+        )
+    mngr.wait_until_finished()
+    train_seconds = time.perf_counter() - train_start
+
+    best_epoch = mngr.best_step()
+    best_state, _, _ = checkpoints.restore(mngr, best_epoch, state)
+    mngr.close()
+    test = evaluate.evaluate_arrays(
+        eval_fn, best_state, *input_pipeline.to_device(splits.test), config.eval_batch_size
+    )
+    result = {
+        "epochs": history,
+        "best_epoch": best_epoch,
+        "best_val_accuracy": history[best_epoch - 1]["val_accuracy"],
+        "test_loss": test["loss"],
+        "test_accuracy": test["accuracy"],
+        "train_seconds": train_seconds,
+    }
+    with open(os.path.join(workdir, "metrics.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    log.info(
+        "best epoch %d (val accuracy %.4f): test loss %.4f, test accuracy %.4f",
+        best_epoch, result["best_val_accuracy"], test["loss"], test["accuracy"],
+    )
+    return result
+
+
