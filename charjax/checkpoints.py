@@ -15,6 +15,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
+from charjax.errors import CheckpointError
+
 BEST_METRIC = "val_accuracy"
 
 
@@ -22,7 +24,9 @@ def checkpoint_dir(workdir: str | os.PathLike) -> str:
     return os.path.join(os.path.abspath(os.fspath(workdir)), "checkpoints")
 
 
-def manager(workdir: str | os.PathLike, keep_best: int = 2, create: bool = True) -> ocp.CheckpointManager:
+def manager(
+    workdir: str | os.PathLike, keep_best: int = 2, create: bool = True
+) -> ocp.CheckpointManager:
     """A manager that keeps the newest step and the `keep_best` best by validation accuracy.
 
     `max_to_keep` with a `best_fn` would keep the k best and silently delete the newest,
@@ -46,7 +50,7 @@ def manager(workdir: str | os.PathLike, keep_best: int = 2, create: bool = True)
 
 
 def host_copy(tree: Any) -> Any:
-    """Copies device arrays to fresh host memory, so a donated buffer can't change a pending save."""
+    """Copies arrays to fresh host memory, so a donated buffer can't change a pending save."""
     return jax.tree_util.tree_map(lambda x: np.array(x), tree)
 
 
@@ -102,3 +106,45 @@ def read_config(mngr: ocp.CheckpointManager, step: int) -> dict:
     """Only the config of a checkpoint, to rebuild the model before restoring its weights."""
     restored = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     return dict(restored.config)
+
+
+def load_for_inference(workdir: str | os.PathLike, step: int | None = None) -> tuple[Any, Any]:
+    """(train state, ConfigDict) of a run's best checkpoint (or `step`), ready for eval/predict.
+
+    The model is rebuilt from the config stored in the checkpoint, so the caller needs
+    nothing but the run directory.
+    """
+    import ml_collections
+
+    from charjax import train  # late import: train uses this module
+
+    directory = checkpoint_dir(workdir)
+    if not os.path.isdir(directory):
+        raise CheckpointError(
+            f"{workdir}: no checkpoints here (expected {directory}); train first with "
+            f"`charjax train --config configs/default.py --workdir {workdir}`"
+        )
+    mngr = manager(workdir, create=False)
+    try:
+        if step is None:
+            step = mngr.best_step() if mngr.best_step() is not None else mngr.latest_step()
+        if step is None:
+            raise CheckpointError(
+                f"{directory}: holds no finished checkpoint; train (or resume) with "
+                f"`charjax train ... --workdir {workdir}`"
+            )
+        try:
+            config = ml_collections.ConfigDict(read_config(mngr, step))
+            abstract = jax.eval_shape(lambda: train.create_train_state(config, jax.random.key(0)))
+            state, _, _ = restore(mngr, step, abstract)
+        except CheckpointError:
+            raise
+        except Exception as e:  # orbax/tensorstore raise many types for damaged files
+            raise CheckpointError(
+                f"{directory}/{step}: cannot be restored ({type(e).__name__}: {e}); the files are "
+                "damaged or were written by another model; delete that step's folder to fall back "
+                "to an earlier one, or retrain"
+            ) from e
+    finally:
+        mngr.close()
+    return state, config

@@ -22,6 +22,10 @@ USAGE = """usage: charjax COMMAND [FLAGS]
 commands:
   train   --config CONFIG.py --workdir DIR [--config.FIELD=VALUE ...]
           train, keep the best weights by validation accuracy, score the test split
+  eval    --workdir DIR [--workdir DIR2 ...] --dataset SPEC [--split S] [--vote] [--json F]
+          restore the best checkpoint(s) and report accuracy, loss, top-5, per class
+  predict --workdir DIR [--top_k 3] IMAGE [IMAGE ...]
+          the top-k characters of each image file (any size, colour or polarity)
 
 run `charjax COMMAND --help` for a command's flags.
 """
@@ -67,8 +71,73 @@ def _train(argv: list[str]) -> None:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
+def _define_eval_flags() -> None:
+    flags.DEFINE_multi_string("workdir", None, "Run directory; repeat it for an ensemble.")
+    flags.DEFINE_string("dataset", None, "Dataset spec: synthetic, npz:PATH, ...")
+    flags.DEFINE_string("split", "auto", "auto (the run's test split of its own data, else all), "
+                        "all, train, validation or test.")
+    flags.DEFINE_bool("vote", False, "Ensemble by majority vote instead of mean probability.")
+    flags.DEFINE_string("json", None, "Also write the metrics to this JSON file.")
+    flags.mark_flags_as_required(["workdir", "dataset"])
+
+
+def _eval(argv: list[str]) -> None:
+    import json
+
+    from charjax import checkpoints, evaluate
+
+    if len(argv) > 1:
+        _fail("eval", f"unexpected arguments {argv[1:]}")
+    restored = [checkpoints.load_for_inference(w) for w in FLAGS.workdir]
+    data = evaluate.load_eval_data(FLAGS.dataset, restored[0][1], FLAGS.split)
+    probabilities = [evaluate.predict_probabilities(state, data.images) for state, _ in restored]
+    result = evaluate.metrics_from_probabilities(
+        evaluate.combine(probabilities, vote=FLAGS.vote), data.labels
+    )
+    how = f"{len(restored)} models, {'vote' if FLAGS.vote else 'mean probability'}"
+    print(
+        f"{FLAGS.dataset} ({FLAGS.split}, n={result['n']}"
+        + (f", {how}" if len(restored) > 1 else "")
+        + f"): accuracy {result['accuracy']:.4f}  top-5 {result['top5_accuracy']:.4f}  "
+        f"loss {result['loss']:.4f}"
+    )
+    worst = sorted(result["per_class"].items(), key=lambda kv: kv[1])[:5]
+    print("weakest classes: " + ", ".join(f"{c} {a:.2f}" for c, a in worst))
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+def _define_predict_flags() -> None:
+    flags.DEFINE_multi_string("workdir", None, "Run directory; repeat it for an ensemble.")
+    flags.DEFINE_integer("top_k", 3, "How many candidate characters to print per image.")
+    flags.mark_flags_as_required(["workdir"])
+
+
+def _predict(argv: list[str]) -> None:
+    import numpy as np
+
+    from charjax import charset, checkpoints, evaluate, imageio
+
+    paths = argv[1:]
+    if not paths:
+        _fail("predict", "name at least one image file: charjax predict --workdir DIR IMAGE ...")
+    if not 1 <= FLAGS.top_k <= charset.NUM_CLASSES:
+        _fail("predict", f"--top_k must be in 1..{charset.NUM_CLASSES}, got {FLAGS.top_k}")
+    images = np.stack([imageio.read_image(p) for p in paths])
+    restored = [checkpoints.load_for_inference(w) for w in FLAGS.workdir]
+    probabilities = evaluate.combine(
+        [evaluate.predict_probabilities(state, images) for state, _ in restored]
+    )
+    for path, p in zip(paths, probabilities, strict=True):
+        best = np.argsort(-p)[: FLAGS.top_k]
+        print(path + ": " + "  ".join(f"{charset.index_to_char(i)} {p[i]:.3f}" for i in best))
+
+
 COMMANDS: dict[str, tuple[Callable[[], None], Callable[[list[str]], None]]] = {
     "train": (_define_train_flags, _train),
+    "eval": (_define_eval_flags, _eval),
+    "predict": (_define_predict_flags, _predict),
 }
 
 

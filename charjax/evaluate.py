@@ -63,3 +63,76 @@ def per_class_accuracy(result: dict[str, Any]) -> dict[str, float]:
         for i, (c, n) in enumerate(zip(result["class_correct"], result["class_count"], strict=True))
         if n > 0
     }
+
+
+def predict_probabilities(state: Any, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Softmax probabilities [N, 62] of a restored model on uint8 images [N, 48, 48, 1]."""
+    from charjax import train  # late import: train uses this module
+
+    @jax.jit
+    def probs(state, images):
+        logits, _ = train._forward(state, state.params, input_pipeline.normalize(images), False)
+        return jax.nn.softmax(logits)
+
+    index, mask = input_pipeline.padded_batches(len(images), batch_size)
+    out = [np.asarray(probs(state, jnp.asarray(images[idx]))) for idx in index]
+    return np.concatenate(out)[mask.reshape(-1)]
+
+
+def combine(probabilities: list[np.ndarray], vote: bool = False) -> np.ndarray:
+    """Ensemble of several models' probabilities: their mean, or a majority vote.
+
+    A vote returns the share of models that chose each class (ties go to the class with
+    the higher mean probability), so the result is still a [N, 62] score.
+    """
+    stacked = np.stack(probabilities)
+    mean = stacked.mean(0)
+    if not vote:
+        return mean
+    votes = np.zeros_like(mean)
+    for p in stacked:
+        votes[np.arange(len(p)), p.argmax(-1)] += 1.0
+    return (votes + 1e-6 * mean) / len(stacked)
+
+
+def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """accuracy, loss, top-5 accuracy, n and per-class accuracy of scores against labels."""
+    labels = np.asarray(labels).astype(np.int64)
+    n = len(labels)
+    predicted = probabilities.argmax(-1)
+    top5 = np.argsort(-probabilities, axis=-1)[:, :5]
+    picked = probabilities[np.arange(n), labels]
+    correct = predicted == labels
+    counts = np.bincount(labels, minlength=charset.NUM_CLASSES)
+    hits = np.bincount(labels, weights=correct, minlength=charset.NUM_CLASSES)
+    return {
+        "accuracy": float(correct.mean()) if n else 0.0,
+        "loss": float(-np.log(np.clip(picked, 1e-12, 1.0)).mean()) if n else 0.0,
+        "top5_accuracy": float((top5 == labels[:, None]).any(-1).mean()) if n else 0.0,
+        "n": int(n),
+        "per_class": per_class_accuracy({"class_correct": hits, "class_count": counts}),
+    }
+
+
+def load_eval_data(spec: str, run_config: Any, split: str = "auto") -> Any:
+    """The dataset to score a run on.
+
+    split 'auto' means the run's own test split when `spec` is the data the run trained on
+    (so `charjax eval` reproduces the test accuracy training reported), else all of it.
+    """
+    from charjax import datasets
+
+    if split == "auto":
+        split = "test" if spec == run_config.data.source else "all"
+    if split not in ("all", "train", "validation", "test"):
+        raise ValueError(f"unknown split {split!r}; choose auto, all, train, validation or test")
+    dataset = datasets.load(spec, run_config.data)
+    if split == "all":
+        return dataset
+    splits = input_pipeline.stratified_split(
+        dataset,
+        run_config.data.val_fraction,
+        run_config.data.test_fraction,
+        run_config.data.split_seed,
+    )
+    return getattr(splits, split)

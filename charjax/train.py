@@ -17,11 +17,11 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from flax.training import train_state
 
 from charjax import augment, charset, checkpoints, datasets, evaluate, input_pipeline, models
+from charjax.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,47 @@ def load_splits(config: ml_collections.ConfigDict) -> input_pipeline.Splits:
     )
 
 
+# Fields that may change between a run and its resumption without changing its results.
+RESUMABLE_FIELDS = frozenset(
+    {"num_epochs", "log_every_steps", "eval_batch_size", "keep_best", "init_from"}
+)
+
+
+def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """'field: old -> new' for every leaf that differs, dotted paths."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b, name = old.get(k), new.get(k), prefix + k
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_differences(a, b, name + ".")
+        elif a != b and name not in RESUMABLE_FIELDS:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out
+
+
+def _check_resume_config(workdir: str, stored: dict, current: dict) -> None:
+    differences = _config_differences(stored, current)
+    if differences:
+        raise CheckpointError(
+            f"{workdir} holds a run with another config ({'; '.join(differences)}); resume with "
+            "the same settings, or train into a new --workdir"
+        )
+
+
+def _init_from(state: TrainState, other_workdir: str) -> TrainState:
+    """The tutorial's `reload`: start from another run's best weights, fresh optimizer."""
+    other, _ = checkpoints.load_for_inference(other_workdir)
+    mine = jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), (state.params, state.batch_stats))
+    theirs = jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), (other.params, other.batch_stats))
+    if mine != theirs:
+        raise CheckpointError(
+            f"{other_workdir}: its weights belong to another model or input shape than "
+            "config.model; set --config.model.* to match that run, or drop init_from"
+        )
+    log.info("starting from the best weights of %s", other_workdir)
+    return state.replace(params=other.params, batch_stats=other.batch_stats)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains `config.num_epochs` epochs, keeps the best weights by validation accuracy,
     scores the test split with them and writes WORKDIR/metrics.json. Returns that dict.
@@ -172,6 +213,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """
     os.makedirs(workdir, exist_ok=True)
     config_dict = resolved_config(config)
+    mngr = checkpoints.manager(workdir, keep_best=config.get("keep_best", 2))
+    if mngr.latest_step() is not None:
+        _check_resume_config(
+            workdir, checkpoints.read_config(mngr, mngr.latest_step()), config_dict
+        )
     with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump(config_dict, f, indent=2)
 
@@ -187,11 +233,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         config.model.name, sum(x.size for x in jax.tree_util.tree_leaves(state.params)),
     )
 
-    mngr = checkpoints.manager(workdir, keep_best=config.get("keep_best", 2))
     history: list[dict] = []
     if mngr.latest_step() is not None:
         state, _, history = checkpoints.restore(mngr, mngr.latest_step(), state)
         log.info("resuming from the checkpoint of epoch %d", mngr.latest_step())
+    elif config.get("init_from"):
+        state = _init_from(state, config.init_from)
 
     train_data = input_pipeline.to_device(splits.train)
     val_data = input_pipeline.to_device(splits.validation)

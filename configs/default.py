@@ -19,7 +19,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.learning_rate = 1e-3
     config.precision = "float32"  # or "bf16": bf16 compute, float32 master weights
     config.log_every_steps = 100
-    config.keep_best = 2
+    config.keep_best = 2  # best checkpoints kept by validation accuracy (the latest is kept too)
+    # Another run's workdir to start from its best weights (the tutorial's reload).
+    config.init_from = ""
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "tutorial"

@@ -12,19 +12,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # so `configs` imports as a package-less module folder
 
 
+# The default config shrunk to a few hundred images and one epoch.
+TINY = {
+    "num_epochs": 1,
+    "batch_size": 32,
+    "eval_batch_size": 64,
+    "log_every_steps": 0,
+    "data.synthetic.num_images": 62 * 6,
+    "data.val_fraction": 0.17,
+    "data.test_fraction": 0.17,
+}
+
+
+def tiny_overrides(**overrides) -> list[str]:
+    """TINY (and `overrides`) as `--config.FIELD=VALUE` flags for the CLI."""
+    return [f"--config.{k}={v}" for k, v in {**TINY, **overrides}.items()]
+
+
 def tiny_config(**overrides) -> ml_collections.ConfigDict:
-    """The default config shrunk to a few hundred images and one epoch."""
+    """configs/default.py with TINY (and `overrides`, dotted keys) applied."""
     from configs import default
 
     config = default.get_config()
-    config.num_epochs = 1
-    config.batch_size = 32
-    config.eval_batch_size = 64
-    config.log_every_steps = 0
-    config.data.synthetic.num_images = 62 * 6
-    config.data.val_fraction = 0.17
-    config.data.test_fraction = 0.17
-    for key, value in overrides.items():
+    for key, value in {**TINY, **overrides}.items():
         target = config
         *parents, leaf = key.split(".")
         for p in parents:
@@ -33,9 +43,24 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
     return config
 
 
-@pytest.fixture
-def cache_dir(tmp_path_factory, monkeypatch):
+@pytest.fixture(autouse=True, scope="session")
+def cache_dir(tmp_path_factory):
     """One synthetic-data cache for the whole session, never the user's ~/.cache."""
-    path = tmp_path_factory.getbasetemp() / "charjax-cache"
-    monkeypatch.setenv("CHARJAX_CACHE", str(path))
-    return path
+    path = tmp_path_factory.mktemp("charjax-cache")
+    old = os.environ.get("CHARJAX_CACHE")
+    os.environ["CHARJAX_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("CHARJAX_CACHE", None)
+    else:
+        os.environ["CHARJAX_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One tiny two-epoch run shared by the eval, predict and reporting tests."""
+    from charjax import train
+
+    workdir = tmp_path_factory.mktemp("trained-run")
+    result = train.train_and_evaluate(tiny_config(num_epochs=2), str(workdir))
+    return workdir, result

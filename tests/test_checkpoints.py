@@ -1,0 +1,136 @@
+"""Orbax retention, kill-and-resume, init_from and checkpoint errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import ROOT, tiny_config, tiny_overrides
+
+from charjax import checkpoints, train
+from charjax.errors import CheckpointError
+
+
+def test_best_k_retention_keeps_the_latest_too(tmp_path):
+    mngr = checkpoints.manager(tmp_path, keep_best=2)
+    state = {"w": jnp.arange(3.0)}
+    for step, acc in {1: 0.5, 2: 0.7, 3: 0.6, 4: 0.65, 5: 0.55}.items():
+        checkpoints.save(mngr, step, state, {"c": 1}, [], {"val_accuracy": acc})
+        mngr.wait_until_finished()
+    assert mngr.all_steps() == [2, 4, 5]
+    assert mngr.best_step() == 2 and mngr.latest_step() == 5
+    restored, config, history = checkpoints.restore(mngr, 5, state)
+    np.testing.assert_array_equal(restored["w"], state["w"])
+    assert config == {"c": 1} and history == []
+    mngr.close()
+
+
+def _final_state(workdir):
+    mngr = checkpoints.manager(workdir, create=False)
+    config = tiny_config()
+    abstract = jax.eval_shape(lambda: train.create_train_state(config, jax.random.key(0)))
+    state, _, history = checkpoints.restore(mngr, mngr.latest_step(), abstract)
+    mngr.close()
+    return state, history
+
+
+def _cli(workdir, *flags):
+    return [sys.executable, "-m", "charjax", "train", "--config", "configs/default.py",
+            "--workdir", str(workdir), *flags]
+
+
+def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path):
+    epochs = 4
+    overrides = tiny_overrides(num_epochs=epochs)
+    straight = tmp_path / "straight"
+    train.train_and_evaluate(tiny_config(num_epochs=epochs), str(straight))
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(killed, *overrides), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not (killed / "checkpoints" / "1").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    time.sleep(0.3)  # into epoch 2 (or its checkpoint write)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "metrics.json").exists(), "the run finished before it was killed"
+
+    resumed = subprocess.run(_cli(killed, *overrides), cwd=ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from the checkpoint of epoch" in resumed.stderr
+    assert not [p for p in os.listdir(killed / "checkpoints") if "tmp" in p]
+
+    (a, history_a), (b, history_b) = _final_state(straight), _final_state(killed)
+    assert int(a.step) == int(b.step)
+    leaves_a, leaves_b = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    assert len(leaves_a) == len(leaves_b)
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    strip = [{k: v for k, v in e.items() if k != "seconds"} for e in history_a]
+    assert strip == [{k: v for k, v in e.items() if k != "seconds"} for e in history_b]
+
+
+def test_resume_with_another_config_names_the_fields(trained_run):
+    workdir, _ = trained_run
+    before = sorted(os.listdir(workdir / "checkpoints"))
+    config_json = (workdir / "config.json").read_text()
+    with pytest.raises(CheckpointError, match=r"learning_rate: 0.001 -> 0.5"):
+        train.train_and_evaluate(tiny_config(num_epochs=3, learning_rate=0.5), str(workdir))
+    assert sorted(os.listdir(workdir / "checkpoints")) == before
+    assert (workdir / "config.json").read_text() == config_json
+
+
+def test_init_from_another_model_is_refused(trained_run, tmp_path):
+    workdir, _ = trained_run
+    config = tiny_config(init_from=str(workdir))
+    config.model.hidden = 64
+    with pytest.raises(CheckpointError, match="another model"):
+        train.train_and_evaluate(config, str(tmp_path / "new"))
+
+
+def test_init_from_starts_from_the_best_weights(trained_run, tmp_path):
+    workdir, _ = trained_run
+    best, _ = checkpoints.load_for_inference(workdir)
+    config = tiny_config(init_from=str(workdir))
+    key = jax.random.key(config.seed)
+    state = train._init_from(train.create_train_state(config, key), str(workdir))
+    for x, y in zip(jax.tree_util.tree_leaves(state.params),
+                    jax.tree_util.tree_leaves(best.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert int(state.step) == 0
+
+
+def test_workdir_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoints here"):
+        checkpoints.load_for_inference(tmp_path)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(trained_run, tmp_path):
+    import shutil
+
+    workdir, result = trained_run
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy)
+    step_dir = copy / "checkpoints" / str(result["best_epoch"]) / "state"
+    for root, _, files in os.walk(step_dir):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot be restored"):
+        checkpoints.load_for_inference(copy)
+
+
+def test_config_json_round_trips(trained_run):
+    workdir, _ = trained_run
+    stored = json.loads((workdir / "config.json").read_text())
+    _, config = checkpoints.load_for_inference(workdir)
+    assert json.loads(config.to_json()) == stored

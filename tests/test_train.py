@@ -1,0 +1,122 @@
+"""The train step's maths and the epoch loop, on tiny data."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from charjax import input_pipeline, train
+from charjax.datasets.base import Dataset
+
+
+def _random_batch(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "image": jnp.asarray(rng.integers(0, 256, (n, 48, 48, 1), dtype=np.uint8)),
+        "label": jnp.asarray(rng.integers(0, 62, n, dtype=np.int32)),
+    }
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def test_train_step_lowers_the_loss_on_a_fixed_batch():
+    config = tiny_config()
+    state = train.create_train_state(config, jax.random.key(0))
+    batch = _random_batch(n=32)
+    step = jax.jit(train.train_step)
+    losses = []
+    for i in range(25):
+        state, metrics = step(state, batch, jax.random.key(i))
+        losses.append(float(metrics["loss"]))
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert int(state.step) == 25
+
+
+def test_train_step_is_pure():
+    config = tiny_config()
+    state = train.create_train_state(config, jax.random.key(0))
+    batch = _random_batch()
+    a, ma = train.train_step(state, batch, jax.random.key(7))
+    b, mb = train.train_step(state, batch, jax.random.key(7))
+    c, mc = train.train_step(state, batch, jax.random.key(8))
+    assert float(ma["loss"]) == float(mb["loss"])
+    for x, y in zip(_leaves(a.params), _leaves(b.params), strict=True):
+        np.testing.assert_array_equal(x, y)
+    # a different dropout key gives a different update
+    pairs = zip(_leaves(a.params), _leaves(c.params), strict=True)
+    assert any(not np.array_equal(x, y) for x, y in pairs)
+
+
+def _tiny_data(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 62, n).astype(np.int32)
+    images = rng.integers(0, 256, (n, 48, 48, 1), dtype=np.uint8)
+    return input_pipeline.to_device(Dataset(images, labels))
+
+
+def _one_epoch(seed, augment=False):
+    config = tiny_config(seed=seed)
+    config.augment.enabled = augment
+    key = jax.random.key(config.seed)
+    state = train.create_train_state(config, jax.random.fold_in(key, 0))
+    step = train.make_device_train_step(32, config.augment if augment else None)
+    return train.train_epoch(state, step, _tiny_data(), key, 1, 32)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_same_seed_same_metrics_other_seed_other_metrics(augment):
+    (s1, m1), (s2, m2), (_s3, m3) = (_one_epoch(0, augment), _one_epoch(0, augment),
+                                    _one_epoch(1, augment))
+    assert m1 == m2
+    assert m1 != m3
+    for x, y in zip(_leaves(s1.params), _leaves(s2.params), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_augmentation_changes_training():
+    (_, plain), (_, augmented) = _one_epoch(0, False), _one_epoch(0, True)
+    assert plain != augmented
+
+
+def test_too_few_images_for_one_batch_is_a_clear_error():
+    config = tiny_config()
+    state = train.create_train_state(config, jax.random.key(0))
+    step = train.make_device_train_step(32, None)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train.train_epoch(state, step, _tiny_data(n=10), jax.random.key(0), 1, 32)
+
+
+def test_end_to_end_tiny_run_writes_metrics_json(tmp_path):
+    result = train.train_and_evaluate(tiny_config(), str(tmp_path))
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written == json.loads(json.dumps(result))
+    assert set(written) == {
+        "epochs", "best_epoch", "best_val_accuracy", "test_loss", "test_accuracy", "train_seconds"
+    }
+    (epoch,) = written["epochs"]
+    assert set(epoch) == {
+        "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"
+    }
+    assert written["best_epoch"] == 1
+    assert 0.0 <= written["test_accuracy"] <= 1.0 and written["test_loss"] > 0
+    assert np.isfinite(epoch["train_loss"]) and epoch["seconds"] > 0
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "tutorial"
+
+
+def test_rerun_resumes_to_the_same_weights_as_one_run(tmp_path):
+    config = tiny_config(num_epochs=2)
+    straight = tmp_path / "straight"
+    train.train_and_evaluate(config, str(straight))
+    resumed = tmp_path / "resumed"
+    train.train_and_evaluate(tiny_config(num_epochs=1), str(resumed))
+    result = train.train_and_evaluate(config, str(resumed))
+    expected = json.loads((straight / "metrics.json").read_text())
+    assert [e["val_accuracy"] for e in result["epochs"]] == [
+        e["val_accuracy"] for e in expected["epochs"]
+    ]
+    assert result["test_accuracy"] == expected["test_accuracy"]
