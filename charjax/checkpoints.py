@@ -50,8 +50,17 @@ def manager(
 
 
 def host_copy(tree: Any) -> Any:
-    """Copies arrays to fresh host memory, so a donated buffer can't change a pending save."""
-    return jax.tree_util.tree_map(lambda x: np.array(x), tree)
+    """Copies arrays to fresh host memory, so a donated buffer can't change a pending save.
+
+    Replicated arrays are read from this process's own copy, so it works on every host.
+    """
+
+    def copy(x: Any) -> np.ndarray:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            x = x.addressable_data(0)
+        return np.array(x)
+
+    return jax.tree_util.tree_map(copy, tree)
 
 
 def save(

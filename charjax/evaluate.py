@@ -35,14 +35,25 @@ def batch_sums(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[st
 
 
 def evaluate_arrays(
-    eval_fn: Callable, state: Any, images: jax.Array, labels: jax.Array, batch_size: int
+    eval_fn: Callable,
+    state: Any,
+    images: jax.Array,
+    labels: jax.Array,
+    batch_size: int,
+    placement: Any = None,
 ) -> dict[str, Any]:
-    """Runs `eval_fn(state, batch)` over all of (images, labels); one host sync at the end."""
+    """Runs `eval_fn(state, images, labels, idx, mask)` over every sample exactly once.
+
+    Sums stay on device; one host sync at the end. With a placement the batch size is
+    rounded up to a multiple of the device count (padding is masked out).
+    """
+    if placement is not None:
+        batch_size = -(-batch_size // placement.num_devices) * placement.num_devices
     index, mask = input_pipeline.padded_batches(int(images.shape[0]), batch_size)
+    put = placement.replicate if placement is not None else jnp.asarray
     totals = None
     for idx, m in zip(index, mask, strict=True):
-        idx = jnp.asarray(idx)
-        sums = eval_fn(state, {"image": images[idx], "label": labels[idx], "mask": jnp.asarray(m)})
+        sums = eval_fn(state, images, labels, put(idx.astype(np.int32)), put(m))
         totals = sums if totals is None else jax.tree_util.tree_map(jnp.add, totals, sums)
     totals = jax.device_get(totals)
     count = max(float(totals["count"]), 1.0)

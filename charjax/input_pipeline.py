@@ -59,6 +59,11 @@ def stratified_split(
     return Splits(**subsets)
 
 
+def host_arrays(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images and int32 labels, ready to be placed on the devices once."""
+    return dataset.images, dataset.labels.astype(np.int32)
+
+
 def to_device(dataset: Dataset) -> tuple[jax.Array, jax.Array]:
     """Places the uint8 images and int32 labels on the default device, once."""
     return jnp.asarray(dataset.images), jnp.asarray(dataset.labels.astype(np.int32))

@@ -20,10 +20,23 @@ import ml_collections
 import optax
 from flax.training import train_state
 
-from charjax import augment, charset, checkpoints, datasets, evaluate, input_pipeline, models
+from charjax import (
+    augment,
+    charset,
+    checkpoints,
+    datasets,
+    distributed,
+    evaluate,
+    input_pipeline,
+    models,
+)
 from charjax.errors import CheckpointError
 
 log = logging.getLogger(__name__)
+
+
+# XLA options for the jitted steps (see `charjax.layers` for the measurements behind them).
+COMPILER_OPTIONS: dict | None = None
 
 
 class TrainState(train_state.TrainState):
@@ -97,21 +110,41 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.A
 
 
 def make_device_train_step(
-    batch_size: int, augment_config: ml_collections.ConfigDict | None
+    batch_size: int,
+    augment_config: ml_collections.ConfigDict | None,
+    placement: distributed.Placement | None = None,
 ) -> Callable:
     """Jitted step that gathers its batch on device from the epoch's permutation.
 
     The rng is `fold_in(key, state.step)`: a resumed run draws exactly the numbers an
     uninterrupted one would. The state is donated, so its buffers are reused in place.
+    With a placement, the batch indices are split along the `data` axis, so each device
+    gathers and computes only its share and XLA all-reduces the gradients.
     """
     frozen = ml_collections.FrozenConfigDict(augment_config) if augment_config else None
 
     def step(state, images, labels, perm, index, key):
         idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size)
+        if placement is not None:
+            idx = jax.lax.with_sharding_constraint(idx, placement.batch)
         batch = {"image": images[idx], "label": labels[idx]}
         return train_step(state, batch, jax.random.fold_in(key, state.step), frozen)
 
-    return jax.jit(step, donate_argnums=0)
+    out = placement.replicated if placement is not None else None
+    return jax.jit(step, donate_argnums=0, out_shardings=out, compiler_options=COMPILER_OPTIONS)
+
+
+def make_device_eval_step(placement: distributed.Placement | None = None) -> Callable:
+    """Jitted eval step over (images, labels) gathered by padded indices and a mask."""
+
+    def step(state, images, labels, idx, mask):
+        if placement is not None:
+            idx = jax.lax.with_sharding_constraint(idx, placement.batch)
+            mask = jax.lax.with_sharding_constraint(mask, placement.batch)
+        return eval_step(state, {"image": images[idx], "label": labels[idx], "mask": mask})
+
+    out = placement.replicated if placement is not None else None
+    return jax.jit(step, out_shardings=out, compiler_options=COMPILER_OPTIONS)
 
 
 def _log_progress(epoch: int, step: int, steps: int, metrics: list, start: float, batch: int):
@@ -131,6 +164,7 @@ def train_epoch(
     epoch: int,
     batch_size: int,
     log_every: int = 0,
+    placement: distributed.Placement | None = None,
 ) -> tuple[TrainState, dict[str, float]]:
     """Runs one epoch; metrics stay on device and are fetched once at the end."""
     images, labels = data
@@ -140,7 +174,11 @@ def train_epoch(
             f"the training split has {images.shape[0]} images, fewer than one batch of "
             f"{batch_size}; lower batch_size or use more data"
         )
-    perm = input_pipeline.epoch_permutation(jax.random.fold_in(key, 1), epoch, images.shape[0])
+    permute = jax.jit(
+        input_pipeline.epoch_permutation, static_argnums=2,
+        out_shardings=placement.replicated if placement is not None else None,
+    )
+    perm = permute(jax.random.fold_in(key, 1), epoch, images.shape[0])
     start, history = time.perf_counter(), []
     for i in range(steps):
         state, metrics = step_fn(state, images, labels, perm, i, key)
@@ -205,12 +243,28 @@ def _init_from(state: TrainState, other_workdir: str) -> TrainState:
     return state.replace(params=other.params, batch_stats=other.batch_stats)
 
 
+def _write_json(workdir: str, name: str, data: dict) -> None:
+    """Writes WORKDIR/name atomically, from process 0 only."""
+    if not distributed.is_main_process():
+        return
+    path = os.path.join(workdir, name)
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains `config.num_epochs` epochs, keeps the best weights by validation accuracy,
     scores the test split with them and writes WORKDIR/metrics.json. Returns that dict.
 
-    Reruns on the same workdir continue from the latest checkpoint.
+    Reruns on the same workdir continue from the latest checkpoint. Runs data-parallel
+    over every device of every process (see `distributed`).
     """
+    distributed.initialize(config.get("distributed"))
+    if not distributed.is_main_process():
+        logging.getLogger("charjax").setLevel(logging.WARNING)  # process 0 speaks for all
+    placement = distributed.data_placement()
+    placement.check_batch_size(config.batch_size)
     os.makedirs(workdir, exist_ok=True)
     config_dict = resolved_config(config)
     mngr = checkpoints.manager(workdir, keep_best=config.get("keep_best", 2))
@@ -218,13 +272,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         _check_resume_config(
             workdir, checkpoints.read_config(mngr, mngr.latest_step()), config_dict
         )
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump(config_dict, f, indent=2)
+    _write_json(workdir, "config.json", config_dict)
 
     splits = load_splits(config)
     log.info(
-        "data %s: %d train, %d validation, %d test images",
+        "data %s: %d train, %d validation, %d test images; %d device(s), %d process(es)",
         config.data.source, len(splits.train), len(splits.validation), len(splits.test),
+        placement.num_devices, jax.process_count(),
     )
     key = jax.random.key(config.seed)
     state = create_train_state(config, jax.random.fold_in(key, 0))
@@ -232,7 +286,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "model %s: %d parameters",
         config.model.name, sum(x.size for x in jax.tree_util.tree_leaves(state.params)),
     )
-
     history: list[dict] = []
     if mngr.latest_step() is not None:
         state, _, history = checkpoints.restore(mngr, mngr.latest_step(), state)
@@ -240,20 +293,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     elif config.get("init_from"):
         state = _init_from(state, config.init_from)
 
-    train_data = input_pipeline.to_device(splits.train)
-    val_data = input_pipeline.to_device(splits.validation)
+    state, key = placement.replicate((state, key))
+    train_data = placement.replicate(input_pipeline.host_arrays(splits.train))
+    val_data = placement.replicate(input_pipeline.host_arrays(splits.validation))
     step_fn = make_device_train_step(
-        config.batch_size, config.augment if config.augment.enabled else None
+        config.batch_size, config.augment if config.augment.enabled else None, placement
     )
-    eval_fn = jax.jit(eval_step)
+    eval_fn = make_device_eval_step(placement)
     start_epoch = len(history) + 1
     train_start = time.perf_counter() - sum(e["seconds"] for e in history)
     for epoch in range(start_epoch, config.num_epochs + 1):
         t0 = time.perf_counter()
         state, train_metrics = train_epoch(
-            state, step_fn, train_data, key, epoch, config.batch_size, config.log_every_steps
+            state, step_fn, train_data, key, epoch, config.batch_size, config.log_every_steps,
+            placement,
         )
-        val = evaluate.evaluate_arrays(eval_fn, state, *val_data, config.eval_batch_size)
+        val = evaluate.evaluate_arrays(
+            eval_fn, state, *val_data, config.eval_batch_size, placement
+        )
         seconds = time.perf_counter() - t0
         history.append(
             {
@@ -282,8 +339,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     best_epoch = mngr.best_step()
     best_state, _, _ = checkpoints.restore(mngr, best_epoch, state)
     mngr.close()
+    best_state = placement.replicate(best_state)
     test = evaluate.evaluate_arrays(
-        eval_fn, best_state, *input_pipeline.to_device(splits.test), config.eval_batch_size
+        eval_fn, best_state, *placement.replicate(input_pipeline.host_arrays(splits.test)),
+        config.eval_batch_size, placement,
     )
     result = {
         "epochs": history,
@@ -293,12 +352,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "test_accuracy": test["accuracy"],
         "train_seconds": train_seconds,
     }
-    with open(os.path.join(workdir, "metrics.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    _write_json(workdir, "metrics.json", result)
     log.info(
         "best epoch %d (val accuracy %.4f): test loss %.4f, test accuracy %.4f",
         best_epoch, result["best_val_accuracy"], test["loss"], test["accuracy"],
     )
     return result
-
-

@@ -7,7 +7,7 @@ line, e.g. --config.num_epochs=2 --config.data.synthetic.num_images=6200.
 
 import ml_collections
 
-from charjax import augment
+from charjax import augment, distributed
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -29,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.dropout = 0.5
 
     config.data = ml_collections.ConfigDict()
-    config.data.source = "synthetic"
+    config.data.source = "synthetic"  # or npz:PATH, folder:PATH, tfds:emnist/byclass[:SPLIT]
     config.data.val_fraction = 0.1
     config.data.test_fraction = 0.1
     config.data.split_seed = 0
@@ -38,7 +38,23 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.synthetic.num_images = 62 * 600
     config.data.synthetic.seed = 0
     config.data.synthetic.framing = "line"
+    # Bad files (unreadable, unlabelled, outside the charset) stop the load with one error
+    # naming the file; True leaves them out and lists them in WORKDIR/skipped_files.txt.
+    config.data.skip_bad = False
+    # folder:PATH — regex (re.fullmatch on the file name without extension) with a named
+    # group `label`: one character, or its code (97 or u0061). See charjax/datasets/folder.py.
+    config.data.folder = ml_collections.ConfigDict()
+    # The default (folder.DEFAULT_PATTERN) takes the name's first token, after an optional
+    # "label_": A_0001.png, label_97_0001.png, u0061_0001.png.
+    config.data.folder.pattern = (
+        r"(?:label_)?(?P<label>u[0-9A-Fa-f]{4}|[0-9]{2,3}|[0-9A-Za-z])(?:[_\-. ].*)?"
+    )
+    # tfds:NAME — where TFDS keeps prepared data and downloads/manual/gzip.zip for EMNIST;
+    # empty: $TFDS_DATA_DIR or ~/tensorflow_datasets.
+    config.data.tfds_data_dir = ""
 
     config.augment = augment.default_config()
     config.augment.enabled = False
+
+    config.distributed = distributed.default_config()  # multi-host; empty = one process
     return config
