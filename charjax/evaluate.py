@@ -82,7 +82,8 @@ def predict_probabilities(state: Any, images: np.ndarray, batch_size: int = 512)
 
     @jax.jit
     def probs(state, images):
-        logits, _ = train._forward(state, state.params, input_pipeline.normalize(images), False)
+        images = input_pipeline.normalize(images)
+        logits, _ = train._forward(state, state.eval_params(), images, False)
         return jax.nn.softmax(logits)
 
     index, mask = input_pipeline.padded_batches(len(images), batch_size)

@@ -29,6 +29,7 @@ from charjax import (
     evaluate,
     input_pipeline,
     models,
+    optim,
 )
 from charjax.errors import CheckpointError
 
@@ -40,25 +41,33 @@ COMPILER_OPTIONS: dict | None = None
 
 
 class TrainState(train_state.TrainState):
-    """Params, optimizer state and step; `batch_stats` for models with batch norm."""
+    """Params, optimizer state and step; `batch_stats` for models with batch norm and
+    `ema_params` (an exponential moving average of the weights, used for evaluation)."""
 
     batch_stats: Any = flax.struct.field(default_factory=dict)
+    ema_params: Any = None
+
+    def eval_params(self) -> Any:
+        return self.params if self.ema_params is None else self.ema_params
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """The tutorial's Adam at `config.learning_rate`."""
-    return optax.adam(config.learning_rate)
+def create_train_state(
+    config: ml_collections.ConfigDict, rng: jax.Array, steps_per_epoch: int = 1
+) -> TrainState:
+    """Initialises the model named in `config.model` and its optimizer.
 
-
-def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array) -> TrainState:
-    """Initialises the model named in `config.model` and its optimizer."""
+    `steps_per_epoch` only shapes the learning-rate schedule; the state's structure
+    (and so a checkpoint's) does not depend on it.
+    """
     model = models.create_model(config.model, config.get("precision", "float32"))
     variables = model.init({"params": rng}, jnp.zeros((1, *charset.IMAGE_SHAPE)), train=False)
+    params = variables["params"]
     return TrainState.create(
         apply_fn=model.apply,
-        params=variables["params"],
-        tx=make_optimizer(config),
+        params=params,
+        tx=optim.make_optimizer(config, steps_per_epoch),
         batch_stats=variables.get("batch_stats", {}),
+        ema_params=params if config.get("ema_decay", 0.0) > 0 else None,
     )
 
 
@@ -81,31 +90,49 @@ def train_step(
     batch: dict[str, jax.Array],
     rng: jax.Array,
     augment_config: ml_collections.FrozenConfigDict | None = None,
+    label_smoothing: float = 0.0,
+    ema_decay: float = 0.0,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step on a batch {'image': uint8 [B,48,48,1], 'label': int32 [B]}.
 
     Pure: the same (state, batch, rng) always gives the same result. Augmentation, when
-    enabled, happens here, on device, so the host never touches a batch.
+    enabled, happens here, on device, so the host never touches a batch. The keyword
+    options are static (fixed per run); the metrics report the unsmoothed loss.
     """
     images = input_pipeline.normalize(batch["image"])
     dropout_rng, augment_rng = jax.random.split(rng)
     if augment_config is not None and augment_config.enabled:
         images = augment.augment_batch(augment_rng, images, augment_config)
+    labels = batch["label"]
 
     def loss_fn(params):
         logits, batch_stats = _forward(state, params, images, train=True, rng=dropout_rng)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
-        return loss, (logits, batch_stats)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        if label_smoothing > 0:
+            targets = optax.smooth_labels(
+                jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing
+            )
+            objective = optax.softmax_cross_entropy(logits, targets).mean()
+        else:
+            objective = loss
+        return objective, (loss, logits, batch_stats)
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grad_fn = jax.grad(loss_fn, has_aux=True)
+    grads, (loss, logits, batch_stats) = grad_fn(state.params)
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+    if state.ema_params is not None and ema_decay > 0:
+        ema = jax.tree_util.tree_map(
+            lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state.ema_params, state.params
+        )
+        state = state.replace(ema_params=ema)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
     return state, {"loss": loss, "accuracy": accuracy}
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
     """Sums of loss, correct and top-5 correct over the batch's unmasked samples."""
-    logits, _ = _forward(state, state.params, input_pipeline.normalize(batch["image"]), False)
+    images = input_pipeline.normalize(batch["image"])
+    logits, _ = _forward(state, state.eval_params(), images, False)
     return evaluate.batch_sums(logits, batch["label"], batch["mask"])
 
 
@@ -113,6 +140,8 @@ def make_device_train_step(
     batch_size: int,
     augment_config: ml_collections.ConfigDict | None,
     placement: distributed.Placement | None = None,
+    label_smoothing: float = 0.0,
+    ema_decay: float = 0.0,
 ) -> Callable:
     """Jitted step that gathers its batch on device from the epoch's permutation.
 
@@ -128,7 +157,8 @@ def make_device_train_step(
         if placement is not None:
             idx = jax.lax.with_sharding_constraint(idx, placement.batch)
         batch = {"image": images[idx], "label": labels[idx]}
-        return train_step(state, batch, jax.random.fold_in(key, state.step), frozen)
+        rng = jax.random.fold_in(key, state.step)
+        return train_step(state, batch, rng, frozen, label_smoothing, ema_decay)
 
     out = placement.replicated if placement is not None else None
     return jax.jit(step, donate_argnums=0, out_shardings=out, compiler_options=COMPILER_OPTIONS)
@@ -202,26 +232,30 @@ def load_splits(config: ml_collections.ConfigDict) -> input_pipeline.Splits:
     )
 
 
-# Fields that may change between a run and its resumption without changing its results.
+# Fields that may change between a run and its resumption without changing its results
+# (num_epochs only while the learning rate does not depend on the run's length).
 RESUMABLE_FIELDS = frozenset(
     {"num_epochs", "log_every_steps", "eval_batch_size", "keep_best", "init_from"}
 )
 
 
-def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+def _config_differences(old: dict, new: dict, allowed: frozenset, prefix: str = "") -> list[str]:
     """'field: old -> new' for every leaf that differs, dotted paths."""
     out = []
     for k in sorted(set(old) | set(new)):
         a, b, name = old.get(k), new.get(k), prefix + k
         if isinstance(a, dict) and isinstance(b, dict):
-            out += _config_differences(a, b, name + ".")
-        elif a != b and name not in RESUMABLE_FIELDS:
+            out += _config_differences(a, b, allowed, name + ".")
+        elif a != b and name not in allowed:
             out.append(f"{name}: {a!r} -> {b!r}")
     return out
 
 
 def _check_resume_config(workdir: str, stored: dict, current: dict) -> None:
-    differences = _config_differences(stored, current)
+    allowed = RESUMABLE_FIELDS
+    if current.get("optimizer", {}).get("schedule", "constant") != "constant":
+        allowed = allowed - {"num_epochs"}
+    differences = _config_differences(stored, current, allowed)
     if differences:
         raise CheckpointError(
             f"{workdir} holds a run with another config ({'; '.join(differences)}); resume with "
@@ -281,7 +315,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         placement.num_devices, jax.process_count(),
     )
     key = jax.random.key(config.seed)
-    state = create_train_state(config, jax.random.fold_in(key, 0))
+    steps_per_epoch = len(splits.train) // config.batch_size
+    state = create_train_state(config, jax.random.fold_in(key, 0), steps_per_epoch)
     log.info(
         "model %s: %d parameters",
         config.model.name, sum(x.size for x in jax.tree_util.tree_leaves(state.params)),
@@ -297,7 +332,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     train_data = placement.replicate(input_pipeline.host_arrays(splits.train))
     val_data = placement.replicate(input_pipeline.host_arrays(splits.validation))
     step_fn = make_device_train_step(
-        config.batch_size, config.augment if config.augment.enabled else None, placement
+        config.batch_size, config.augment if config.augment.enabled else None, placement,
+        config.get("label_smoothing", 0.0), config.get("ema_decay", 0.0),
     )
     eval_fn = make_device_eval_step(placement)
     start_epoch = len(history) + 1

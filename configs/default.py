@@ -7,7 +7,7 @@ line, e.g. --config.num_epochs=2 --config.data.synthetic.num_images=6200.
 
 import ml_collections
 
-from charjax import augment, distributed
+from charjax import augment, distributed, optim
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -17,6 +17,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.batch_size = 128
     config.eval_batch_size = 512
     config.learning_rate = 1e-3
+    config.optimizer = optim.default_config()  # Adam; schedules, AdamW, clipping
+    config.label_smoothing = 0.0
+    config.ema_decay = 0.0  # > 0: evaluate an exponential moving average of the weights
     config.precision = "float32"  # or "bf16": bf16 compute, float32 master weights
     config.log_every_steps = 100
     config.keep_best = 2  # best checkpoints kept by validation accuracy (the latest is kept too)
