@@ -26,6 +26,12 @@ commands:
           restore the best checkpoint(s) and report accuracy, loss, top-5, per class
   predict --workdir DIR [--top_k 3] IMAGE [IMAGE ...]
           the top-k characters of each image file (any size, colour or polarity)
+  data export  --dataset SPEC --out DIR [--config CONFIG.py]
+          write a dataset as a folder of PNGs, label in each name (folder:DIR reads it back)
+  data preview --dataset SPEC --out GRID.png [--n 64] [--augment] [--seed 0] [--config CONFIG.py]
+          a labelled grid of the first n images, distorted by the augmentation with --augment
+
+dataset specs: synthetic, npz:PATH, folder:PATH, tfds:emnist/byclass[:SPLIT], tfds:synthetic
 
 run `charjax COMMAND --help` for a command's flags.
 """
@@ -134,10 +140,71 @@ def _predict(argv: list[str]) -> None:
         print(path + ": " + "  ".join(f"{charset.index_to_char(i)} {p[i]:.3f}" for i in best))
 
 
+DATA_USAGE = "charjax data {export|preview} --dataset SPEC --out PATH [FLAGS]"
+
+
+def _define_data_flags() -> None:
+    from ml_collections import config_flags
+
+    flags.DEFINE_string("dataset", None, "Dataset spec: synthetic, npz:PATH, folder:PATH, "
+                        "tfds:NAME[:SPLIT].")
+    flags.DEFINE_string("out", None, "export: a new or empty folder; preview: a .png file.")
+    config_flags.DEFINE_config_file(
+        "config", None, "Optional config file; its data block (folder pattern, skip_bad, "
+        "synthetic size, tfds_data_dir) and augment block are used.", lock_config=True)
+    flags.DEFINE_integer("n", 64, "preview: how many images.")
+    flags.DEFINE_bool("augment", False, "preview: show the images distorted by augmentation.")
+    flags.DEFINE_integer("seed", 0, "preview: the augmentation draw.")
+    flags.mark_flags_as_required(["dataset", "out"])
+
+
+def _data_export(dataset) -> None:
+    from charjax.datasets import export
+
+    count = export.export(dataset, FLAGS.out)
+    print(f"wrote {count} images to {FLAGS.out}; read them back with --dataset folder:{FLAGS.out}")
+
+
+def _data_preview(dataset) -> None:
+    from charjax import preview
+
+    augment_cfg = None
+    if FLAGS.augment:
+        if FLAGS.config is not None and "augment" in FLAGS.config:
+            augment_cfg = FLAGS.config.augment
+        else:
+            from charjax import augment
+
+            augment_cfg = augment.default_config()
+    if FLAGS.n < 1:
+        _fail("data", f"--n must be at least 1, got {FLAGS.n}")
+    preview.preview_dataset(dataset, FLAGS.out, FLAGS.n, augment_cfg, FLAGS.seed)
+    print(f"wrote {FLAGS.out}")
+
+
+# `charjax data SUB ...`: every sub-command takes a dataset spec; add new ones here.
+DATA_COMMANDS: dict[str, Callable] = {"export": _data_export, "preview": _data_preview}
+
+
+def _data(argv: list[str]) -> None:
+    if len(argv) != 2 or argv[1] not in DATA_COMMANDS:
+        got = f"got {argv[1:]}" if len(argv) > 1 else "none given"
+        _fail("data", f"name one sub-command of {sorted(DATA_COMMANDS)} ({got}); "
+                      f"usage: {DATA_USAGE}")
+    from charjax import datasets
+
+    data_config = FLAGS.config.data if FLAGS.config is not None else None
+    dataset, skipped = datasets.load_with_skipped(FLAGS.dataset, data_config)
+    if skipped:
+        print(f"{len(skipped)} file(s) left out (see the warnings above)", file=sys.stderr)
+    DATA_COMMANDS[argv[1]](dataset)
+
+
 COMMANDS: dict[str, tuple[Callable[[], None], Callable[[list[str]], None]]] = {
     "train": (_define_train_flags, _train),
     "eval": (_define_eval_flags, _eval),
     "predict": (_define_predict_flags, _predict),
+    "data": (_define_data_flags, _data),
 }
 
 

@@ -1,11 +1,14 @@
 """Reading image files into the model's convention: 48x48 grayscale, white ink on black.
 
 Shared by `charjax predict` and folder datasets, so a user's image is prepared exactly
-the way training images are.
+the way training images are. Folder loading decodes 100k files at a time, so the path
+is kept in uint8 and in Pillow's C code: no float64 arrays, no per-pixel Python, and the
+resize runs on the small grayscale image before it is padded to a square.
 """
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
@@ -14,60 +17,117 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from charjax import charset
 from charjax.errors import DataError
 
-# Refuse absurd images before decoding them (a 10k x 10k PNG is 100 MP).
-Image.MAX_IMAGE_PIXELS = 50_000_000
+# Refuse absurd images before decoding them (a 10k x 10k PNG is 100 MP, 100 MB as 'L').
+# Checked on the header, so a decompression bomb costs nothing; Pillow's own guard (which
+# raises only above twice its limit) is set to the same value as a backstop.
+MAX_PIXELS = 50_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Bump when the pixels this module produces change, so decoded-folder caches are rebuilt.
+DECODER_VERSION = 2
+
+_EXIF_FORMATS = frozenset({"JPEG", "MPO", "TIFF", "WEBP", "HEIF", "AVIF"})
+_SIXTEEN_BIT = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+_ALPHA = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 
 
-def to_grayscale(image: Image.Image) -> np.ndarray:
-    """Any mode (RGB, RGBA, palette, 16-bit, ...) -> float [H, W] in [0, 1]; alpha over white."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
-        return np.clip(arr / top, 0, 1)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
+def to_grayscale(image: Image.Image) -> Image.Image:
+    """Any mode (RGB, RGBA, palette, 1-bit, 16-bit, float, CMYK) -> mode 'L'; alpha over white."""
+    mode = image.mode
+    if mode == "L":
+        return image
+    if mode in _SIXTEEN_BIT or mode == "F":
+        arr = np.asarray(image)
+        top = arr.max(initial=0)
+        scale = 255.0 / (1.0 if mode == "F" and top <= 1.0 else 65535.0 if top > 255 else 255.0)
+        return Image.fromarray(np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8))
+    if mode in _ALPHA or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA") if mode.startswith("P") else image
+        la = np.asarray(rgba.convert("LA"), np.uint16)
+        gray, alpha = la[..., 0], la[..., 1]
+        over_white = (gray * alpha + 255 * (255 - alpha) + 127) // 255
+        return Image.fromarray(over_white.astype(np.uint8))
+    try:
+        return image.convert("L")
+    except ValueError:  # modes without a direct path to 'L' (LAB, HSV, ...)
+        return image.convert("RGB").convert("L")
 
 
 def ink_on_black(gray: np.ndarray) -> np.ndarray:
     """Inverts dark-on-light images, judged by the border, which is background in a glyph image."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    return 1.0 - gray if np.median(border) > 0.5 else gray
+    return 255 - gray if np.median(border) > 127.5 else gray
 
 
 def fit_square(gray: np.ndarray, size: int = charset.IMAGE_SIZE) -> np.ndarray:
-    """Pads to a square with background (keeping the aspect ratio), resizes to size x size uint8."""
+    """uint8 [H, W] -> uint8 [size, size]: scaled to fit keeping its aspect, centred on black."""
     h, w = gray.shape
     side = max(h, w)
-    canvas = np.zeros((side, side), np.float64)
-    top, left = (side - h) // 2, (side - w) // 2
-    canvas[top : top + h, left : left + w] = gray
-    image = Image.fromarray(np.round(canvas * 255).astype(np.uint8))
     if side != size:
-        image = image.resize((size, size), Image.LANCZOS if side > size else Image.BILINEAR)
-    return np.asarray(image, np.uint8)
+        new_w, new_h = max(1, round(w * size / side)), max(1, round(h * size / side))
+        method = Image.Resampling.LANCZOS if side > size else Image.Resampling.BILINEAR
+        gray = np.asarray(
+            Image.fromarray(gray).resize((new_w, new_h), method, reducing_gap=3.0)
+        )
+        h, w = new_h, new_w
+    if (h, w) == (size, size):
+        return np.ascontiguousarray(gray)
+    canvas = np.zeros((size, size), np.uint8)
+    top, left = (size - h) // 2, (size - w) // 2
+    canvas[top : top + h, left : left + w] = gray
+    return canvas
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """Image file bytes -> uint8 [48, 48, 1]; any problem is a DataError naming `name`."""
+    if not data:
+        raise DataError(f"{name}: empty file (0 bytes)")
+    return _decode(io.BytesIO(data), name)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Reads one image file as uint8 [48, 48, 1]; any problem is a DataError naming the file."""
     path = os.fspath(path)
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            image.load()
-            gray = to_grayscale(image)
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, not an image file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    return decode_image(data, path)
+
+
+def _decode(stream: io.BytesIO, name: str) -> np.ndarray:
+    try:
+        with Image.open(stream) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise DataError(
+                    f"{name}: {width}x{height} pixels is too large for a character image "
+                    f"(limit {MAX_PIXELS:,}); crop or shrink it"
+                )
+            if width == 0 or height == 0:
+                raise DataError(f"{name}: image has no pixels ({width}x{height})")
+            image.draft("L", (charset.IMAGE_SIZE, charset.IMAGE_SIZE))  # JPEG: decode small
+            if image.format in _EXIF_FORMATS:
+                image = ImageOps.exif_transpose(image)
+            image.load()
+            gray = np.asarray(to_grayscale(image))
+    except DataError:
+        raise
     except UnidentifiedImageError:
-        raise DataError(f"{path}: not an image Pillow can read (PNG, JPEG, BMP, ...)") from None
+        raise DataError(
+            f"{name}: not a readable image (no format Pillow knows: not an image, a corrupt "
+            "header, or an unsupported format); replace it with a PNG"
+        ) from None
     except Image.DecompressionBombError as e:
-        raise DataError(f"{path}: image too large to be a character image ({e})") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: unreadable or truncated image ({e})") from None
-    if gray.size == 0:
-        raise DataError(f"{path}: image has no pixels")
+        raise DataError(f"{name}: image too large to be a character image ({e})") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - Pillow plugins raise many types on corrupt files
+        raise DataError(
+            f"{name}: unreadable or truncated image ({type(e).__name__}: {e})"
+        ) from None
     return fit_square(ink_on_black(gray))[..., None]

@@ -224,9 +224,18 @@ def resolved_config(config: ml_collections.ConfigDict) -> dict:
     return json.loads(config.to_json())
 
 
-def load_splits(config: ml_collections.ConfigDict) -> input_pipeline.Splits:
-    """The configured dataset, split train/validation/test by ratio and seed."""
-    dataset = datasets.load(config.data.source, config.data)
+def load_splits(
+    config: ml_collections.ConfigDict, workdir: str | None = None
+) -> input_pipeline.Splits:
+    """The configured dataset, split train/validation/test by ratio and seed.
+
+    With a workdir, files skipped as bad (`data.skip_bad`) are listed in it, and data with
+    fewer than two classes is refused.
+    """
+    if workdir is None:
+        dataset = datasets.load(config.data.source, config.data)
+    else:
+        dataset = datasets.load_for_training(config.data, workdir)
     return input_pipeline.stratified_split(
         dataset, config.data.val_fraction, config.data.test_fraction, config.data.split_seed
     )
@@ -301,14 +310,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     placement.check_batch_size(config.batch_size)
     os.makedirs(workdir, exist_ok=True)
     config_dict = resolved_config(config)
+    splits = load_splits(config, workdir)  # before Orbax starts threads: bad data exits cleanly
     mngr = checkpoints.manager(workdir, keep_best=config.get("keep_best", 2))
     if mngr.latest_step() is not None:
         _check_resume_config(
             workdir, checkpoints.read_config(mngr, mngr.latest_step()), config_dict
         )
     _write_json(workdir, "config.json", config_dict)
-
-    splits = load_splits(config)
     log.info(
         "data %s: %d train, %d validation, %d test images; %d device(s), %d process(es)",
         config.data.source, len(splits.train), len(splits.validation), len(splits.test),

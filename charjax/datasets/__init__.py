@@ -1,36 +1,125 @@
-"""Dataset sources, chosen by one spec string: `synthetic`, `npz:PATH`, ...
+"""Dataset sources, chosen by one spec string (config.data.source, or --dataset):
+
+    synthetic               generated locally (charjax.datasets.synthetic), cached as .npz
+    npz:PATH                arrays: images uint8 [N,H,W], labels [N], optional classes
+    folder:PATH             labelled image files or one sub-folder per class (datasets.folder)
+    tfds:NAME[:SPLIT]       TFDS array_record, prepared without TensorFlow: NAME is
+                            emnist/byclass|bymerge|balanced|letters|digits|mnist or synthetic;
+                            SPLIT is TFDS split syntax (default: every split, e.g. train+test)
 
 Each source returns the same `Dataset` record, so nothing downstream cares where the
-images came from.
+images came from. Files a source leaves out are returned by `load_with_skipped`; the
+trainer's entry point is `load_for_training`, which also writes them to the workdir.
 """
 
 from __future__ import annotations
 
-import ml_collections
+import logging
+import os
+from typing import Any
 
+import numpy as np
+
+from charjax import charset
+from charjax.datasets import skipped as skipped_lib
 from charjax.datasets.base import Dataset
+from charjax.datasets.skipped import Skipped
 from charjax.errors import DataError
 
-__all__ = ["Dataset", "DataError", "load", "SOURCES"]
+__all__ = [
+    "Dataset", "DataError", "Skipped", "SOURCES", "load", "load_with_skipped",
+    "load_for_training", "require_classes", "write_skipped",
+]
 
-SOURCES = ("synthetic", "npz:PATH")
+SOURCES = ("synthetic", "npz:PATH", "folder:PATH", "tfds:NAME[:SPLIT]")
+
+_log = logging.getLogger("charjax.datasets")
 
 
-def load(spec: str, data_config: ml_collections.ConfigDict | None = None) -> Dataset:
-    """Loads the dataset named by `spec`; `data_config` carries per-source options."""
+def _option(data_config: Any, dotted: str, default: Any) -> Any:
+    """A data_config field, or `default` when the config (or an old run's config) lacks it."""
+    node = data_config
+    for part in dotted.split("."):
+        if node is None:
+            return default
+        try:
+            node = node[part]
+        except (KeyError, AttributeError, TypeError):
+            return default
+    return default if node is None else node
+
+
+def _synthetic_args(data_config: Any) -> dict[str, Any]:
+    return {
+        "num_images": _option(data_config, "synthetic.num_images", 62 * 200),
+        "seed": _option(data_config, "synthetic.seed", 0),
+        "framing": _option(data_config, "synthetic.framing", "line"),
+    }
+
+
+def load_with_skipped(spec: str, data_config: Any = None) -> tuple[Dataset, list[Skipped]]:
+    """Loads the dataset named by `spec`, and every file it left out (with kind and reason).
+
+    `data_config` is config.data (a ConfigDict or dict; missing fields take defaults).
+    """
     kind, _, arg = spec.partition(":")
+    cache_dir = _option(data_config, "cache_dir", "") or None
     if kind == "synthetic" and not arg:
         from charjax.datasets import synthetic
 
-        cfg = data_config.synthetic if data_config is not None else None
-        return synthetic.load(
-            num_images=cfg.num_images if cfg else 62 * 200,
-            seed=cfg.seed if cfg else 0,
-            framing=cfg.framing if cfg else "line",
-            cache_dir=(data_config.cache_dir if data_config is not None else None) or None,
-        )
+        return synthetic.load(**_synthetic_args(data_config), cache_dir=cache_dir), []
     if kind == "npz" and arg:
         from charjax.datasets import npz
 
-        return npz.load(arg)
+        return npz.load(arg), []
+    if kind == "folder" and arg:
+        from charjax.datasets import folder
+
+        return folder.load(
+            arg,
+            pattern=_option(data_config, "folder.pattern", folder.DEFAULT_PATTERN),
+            skip_bad=bool(_option(data_config, "skip_bad", False)),
+            cache_dir=cache_dir,
+        )
+    if kind == "tfds" and arg:
+        from charjax.datasets import tfds_source
+
+        name, _, split = arg.partition(":")
+        return tfds_source.load(
+            name, split or None, data_dir=_option(data_config, "tfds_data_dir", "") or None,
+            synthetic_args=_synthetic_args(data_config),
+        ), []
     raise DataError(f"unknown dataset spec {spec!r}; use one of: {', '.join(SOURCES)}")
+
+
+def load(spec: str, data_config: Any = None) -> Dataset:
+    """The dataset named by `spec`; files left out are logged (see `load_with_skipped`)."""
+    return load_with_skipped(spec, data_config)[0]
+
+
+def require_classes(dataset: Dataset, spec: str, minimum: int = 2) -> None:
+    """Raises a DataError when `dataset` has fewer than `minimum` classes (training needs 2)."""
+    present = np.unique(dataset.labels)
+    if len(present) < minimum:
+        found = "".join(charset.CLASSES[i] for i in present) or "none"
+        raise DataError(
+            f"{spec}: holds {len(present)} class(es) ({found}); a classifier needs at least "
+            f"{minimum}. Add images of other characters"
+        )
+
+
+def write_skipped(skipped: list[Skipped], workdir: str | os.PathLike) -> str | None:
+    """Writes WORKDIR/skipped_files.txt when anything was left out; returns its path."""
+    return skipped_lib.write(skipped, workdir)
+
+
+def load_for_training(data_config: Any, workdir: str | os.PathLike) -> Dataset:
+    """What the trainer calls: load config.data.source, record what was left out in
+    WORKDIR/skipped_files.txt, and refuse data a classifier cannot learn from (< 2 classes)."""
+    spec = _option(data_config, "source", "synthetic")
+    dataset, skipped = load_with_skipped(spec, data_config)
+    where = write_skipped(skipped, workdir)
+    if where:
+        _log.warning("%s: %d file(s) left out, listed in %s", spec, len(skipped), where)
+    require_classes(dataset, spec)
+    return dataset

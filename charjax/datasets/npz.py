@@ -62,6 +62,9 @@ def load(path: str | os.PathLike) -> Dataset:
                 )
             images, labels = data["images"], data["labels"]
             classes = str(data["classes"]) if "classes" in data.files else None
+            if classes is not None and data["classes"].ndim != 0:
+                raise DataError(f"{path}: 'classes' must be one string of characters in label "
+                                f"order, got an array of shape {data['classes'].shape}")
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         if isinstance(e, DataError):
             raise
@@ -78,4 +81,6 @@ def load(path: str | os.PathLike) -> Dataset:
             f"{path}: 'labels' must be integers [N] matching {images.shape[0]} images, got "
             f"{labels.dtype} {labels.shape}"
         )
+    if images.shape[0] == 0 or 0 in images.shape[1:]:
+        raise DataError(f"{path}: holds no images ('images' has shape {images.shape})")
     return Dataset(resize_images(images), _map_labels(labels, classes, path))
