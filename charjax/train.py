@@ -6,6 +6,7 @@ loop (`train_and_evaluate`) owns the effects: data placement, logging, checkpoin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from charjax import (
     input_pipeline,
     models,
     optim,
+    reporting,
 )
 from charjax.errors import CheckpointError
 
@@ -177,13 +179,10 @@ def make_device_eval_step(placement: distributed.Placement | None = None) -> Cal
     return jax.jit(step, out_shardings=out, compiler_options=COMPILER_OPTIONS)
 
 
-def _log_progress(epoch: int, step: int, steps: int, metrics: list, start: float, batch: int):
-    recent = jax.device_get(metrics[-1])
-    rate = step * batch / max(time.perf_counter() - start, 1e-9)
-    log.info(
-        "epoch %d step %d/%d: loss %.4f accuracy %.4f (%.0f img/s)",
-        epoch, step, steps, recent["loss"], recent["accuracy"], rate,
-    )
+def _period_means(metrics: list, count: int) -> dict[str, float]:
+    """Host means of the last `count` steps' metrics: the one device sync of a log period."""
+    recent = jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *metrics[-count:])
+    return {k: float(v) for k, v in jax.device_get(recent).items()}
 
 
 def train_epoch(
@@ -195,8 +194,13 @@ def train_epoch(
     batch_size: int,
     log_every: int = 0,
     placement: distributed.Placement | None = None,
+    reporter: reporting.Reporter | None = None,
 ) -> tuple[TrainState, dict[str, float]]:
-    """Runs one epoch; metrics stay on device and are fetched once at the end."""
+    """Runs one epoch; metrics stay on device and are fetched once at the end.
+
+    With a reporter, every `log_every` steps the period's mean metrics are fetched (one
+    sync) for the progress bar and TensorBoard's train/step_* curves.
+    """
     images, labels = data
     steps = images.shape[0] // batch_size
     if steps == 0:
@@ -209,12 +213,16 @@ def train_epoch(
         out_shardings=placement.replicated if placement is not None else None,
     )
     perm = permute(jax.random.fold_in(key, 1), epoch, images.shape[0])
-    start, history = time.perf_counter(), []
-    for i in range(steps):
-        state, metrics = step_fn(state, images, labels, perm, i, key)
-        history.append(metrics)
-        if log_every and (i + 1) % log_every == 0 and i + 1 < steps:
-            _log_progress(epoch, i + 1, steps, history, start, batch_size)
+    first_step, history = int(jax.device_get(state.step)), []
+    bar = reporter.progress(steps, f"epoch {epoch}") if reporter else contextlib.nullcontext()
+    with bar:
+        for i in range(steps):
+            state, metrics = step_fn(state, images, labels, perm, i, key)
+            history.append(metrics)
+            if reporter is not None and log_every and (i + 1) % log_every == 0:
+                recent = _period_means(history, log_every)
+                reporter.step(first_step + i + 1, recent)
+                bar.update(log_every, loss=recent["loss"], accuracy=recent["accuracy"])
     summed = jax.device_get(jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *history))
     return state, {k: float(v) for k, v in summed.items()}
 
@@ -244,7 +252,7 @@ def load_splits(
 # Fields that may change between a run and its resumption without changing its results
 # (num_epochs only while the learning rate does not depend on the run's length).
 RESUMABLE_FIELDS = frozenset(
-    {"num_epochs", "log_every_steps", "eval_batch_size", "keep_best", "init_from"}
+    {"num_epochs", "log_every_steps", "eval_batch_size", "keep_best", "init_from", "report"}
 )
 
 
@@ -255,7 +263,7 @@ def _config_differences(old: dict, new: dict, allowed: frozenset, prefix: str = 
         a, b, name = old.get(k), new.get(k), prefix + k
         if isinstance(a, dict) and isinstance(b, dict):
             out += _config_differences(a, b, allowed, name + ".")
-        elif a != b and name not in allowed:
+        elif a != b and name.split(".")[0] not in allowed:
             out.append(f"{name}: {a!r} -> {b!r}")
     return out
 
@@ -344,14 +352,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         config.get("label_smoothing", 0.0), config.get("ema_decay", 0.0),
     )
     eval_fn = make_device_eval_step(placement)
+    # Writes on process 0 only; flushed at each epoch's end, so a crash loses at most that
+    # epoch's step losses, which the resumed run hides anyway (its purge step).
+    reporter = reporting.Reporter(workdir, config)
+    learning_rate = optim.learning_rate_schedule(config, steps_per_epoch)
+    shown = reporting.settings(config).sample_images
+    reporter.start(
+        reporting.model_inputs(
+            splits.train.images[:shown], config.augment, jax.random.fold_in(key, 2)
+        ),
+        splits.train.labels[:shown],
+        validation=(splits.validation.images, splits.validation.labels),
+        step=int(jax.device_get(state.step)),
+        history=history,
+    )
     start_epoch = len(history) + 1
     train_start = time.perf_counter() - sum(e["seconds"] for e in history)
     for epoch in range(start_epoch, config.num_epochs + 1):
         t0 = time.perf_counter()
         state, train_metrics = train_epoch(
             state, step_fn, train_data, key, epoch, config.batch_size, config.log_every_steps,
-            placement,
+            placement, reporter,
         )
+        train_seconds_epoch = time.perf_counter() - t0
         val = evaluate.evaluate_arrays(
             eval_fn, state, *val_data, config.eval_batch_size, placement
         )
@@ -366,12 +389,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 "seconds": seconds,
             }
         )
-        best_so_far = max(e["val_accuracy"] for e in history)
-        log.info(
-            "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f%s | %.1fs (%.0f img/s)",
-            epoch, config.num_epochs, train_metrics["loss"], train_metrics["accuracy"],
-            val["loss"], val["accuracy"], " *" if val["accuracy"] >= best_so_far else "",
-            seconds, len(splits.train) / seconds,
+        # Reported before the save: if the run dies in between, the resumed run redoes this
+        # epoch and TensorBoard shows only the redone one.
+        step = int(jax.device_get(state.step))
+        reporter.epoch(
+            epoch, history[-1], step=step, learning_rate=float(learning_rate(step)),
+            images_per_s=len(splits.train) / train_seconds_epoch, state=state,
         )
         checkpoints.save(
             mngr, epoch, state, config_dict, history,
@@ -401,4 +424,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "best epoch %d (val accuracy %.4f): test loss %.4f, test accuracy %.4f",
         best_epoch, result["best_val_accuracy"], test["loss"], test["accuracy"],
     )
+    reporter.finish(
+        history, best_state, splits.test.images, splits.test.labels,
+        step=int(jax.device_get(state.step)), summary=result,
+    )
+    reporter.close()
     return result

@@ -7,7 +7,7 @@ line, e.g. --config.num_epochs=2 --config.data.synthetic.num_images=6200.
 
 import ml_collections
 
-from charjax import augment, distributed, optim
+from charjax import augment, distributed, optim, reporting
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -60,4 +60,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.augment.enabled = False
 
     config.distributed = distributed.default_config()  # multi-host; empty = one process
+    # What a run writes besides checkpoints: WORKDIR/tb (TensorBoard, projector) and PNGs.
+    config.report = reporting.default_config()
     return config
