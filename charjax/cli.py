@@ -74,7 +74,12 @@ def _train(argv: list[str]) -> None:
         _fail("train", f"unexpected arguments {argv[1:]}")
     from charjax import train
 
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    if FLAGS.config.get("ensemble_members", 1) > 1:
+        from charjax import ensemble
+
+        ensemble.train_ensemble(FLAGS.config, FLAGS.workdir)
+    else:
+        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 def _define_eval_flags() -> None:

@@ -22,6 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.ema_decay = 0.0  # > 0: evaluate an exponential moving average of the weights
     config.precision = "float32"  # or "bf16": bf16 compute, float32 master weights
     config.log_every_steps = 100
+    config.ensemble_members = 1  # > 1: train that many seeds into WORKDIR/member-K and vote
     config.keep_best = 2  # best checkpoints kept by validation accuracy (the latest is kept too)
     # Another run's workdir to start from its best weights (the tutorial's reload).
     config.init_from = ""

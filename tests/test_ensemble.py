@@ -1,0 +1,64 @@
+"""Ensembles: combining rules, and a two-member run in one command."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT, tiny_overrides
+
+from charjax import evaluate
+
+
+def test_mean_probability_and_vote_combine_differently():
+    # three models, two samples, three classes (padded to the full width by zeros)
+    a = np.array([[0.6, 0.4, 0.0], [0.1, 0.2, 0.7]])
+    b = np.array([[0.0, 0.55, 0.45], [0.2, 0.5, 0.3]])
+    c = np.array([[0.0, 0.51, 0.49], [0.3, 0.4, 0.3]])
+    mean = evaluate.combine([a, b, c])
+    vote = evaluate.combine([a, b, c], vote=True)
+    np.testing.assert_allclose(mean, (a + b + c) / 3)
+    assert mean.argmax(-1).tolist() == [1, 2]
+    assert vote.argmax(-1).tolist() == [1, 1]
+    # sample 0: class 1 has two of three votes
+    assert vote[0, 1] == pytest.approx(2 / 3, abs=1e-5)
+
+
+def test_vote_outvotes_one_confident_model():
+    confident = np.array([[0.99, 0.01]])
+    unsure = np.array([[0.4, 0.6]])
+    assert evaluate.combine([confident, unsure, unsure]).argmax(-1)[0] == 0
+    assert evaluate.combine([confident, unsure, unsure], vote=True).argmax(-1)[0] == 1
+
+
+def test_metrics_from_probabilities():
+    probs = np.full((4, 62), 0.001)
+    probs[np.arange(4), [0, 1, 2, 3]] = 0.9
+    result = evaluate.metrics_from_probabilities(probs, np.array([0, 1, 2, 4]))
+    assert result["accuracy"] == 0.75 and result["n"] == 4
+    assert result["per_class"] == {"0": 1.0, "1": 1.0, "2": 1.0, "4": 0.0}
+
+
+def test_two_member_ensemble_in_one_command(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "charjax", "train", "--config", "configs/default.py",
+         "--workdir", str(tmp_path), *tiny_overrides(ensemble_members=2),
+         "--config.report.tensorboard=False", "--config.report.plots=False"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    result = json.loads((tmp_path / "metrics.json").read_text())
+    assert [m["seed"] for m in result["members"]] == [0, 1]
+    members = [json.loads((tmp_path / f"member-{i}" / "metrics.json").read_text())
+               for i in range(2)]
+    assert members[0]["epochs"][0]["train_loss"] != members[1]["epochs"][0]["train_loss"]
+    assert 0 <= result["ensemble_mean_accuracy"] <= 1 and result["n"] > 0
+    # eval with both workdirs reproduces the ensemble's figure
+    out = tmp_path / "eval.json"
+    ev = subprocess.run(
+        [sys.executable, "-m", "charjax", "eval", "--workdir", str(tmp_path / "member-0"),
+         "--workdir", str(tmp_path / "member-1"), "--dataset", "synthetic", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(out.read_text())["accuracy"] == pytest.approx(
+        result["ensemble_mean_accuracy"])
