@@ -1,0 +1,812 @@
+"""Synthetic handwriting-like characters: the default dataset, made locally, nothing downloaded.
+
+Every one of the 62 classes is drawn from many glyph sources: the outline fonts that matplotlib
+and Pillow ship, the single-stroke Hershey fonts, and a few pen paths of handwritten forms no
+font has (open 4, straight-stemmed 9, ...). Pen paths are wobbled and drawn with a random pen
+so they look written rather than typeset. Each sample then gets its own slant,
+rotation, scale, stroke weight, blur and a smooth elastic warp, all applied in one resampling.
+
+Two framings:
+  * ``line`` (default): the glyph sits in a fixed em box as in a line of text, so ``o`` is
+    smaller than ``O`` and ``p`` hangs below the baseline; upper and lower case stay apart.
+  * ``fit``: the ink box is scaled to fill the frame and centred, as EMNIST does; size and
+    baseline are lost, so ``o``/``O`` or ``l``/``I`` become ambiguous as in real data.
+
+The pixels depend only on (num_images, seed, framing), GENERATOR_VERSION and the installed
+fonts; each block of _CHUNK samples draws from its own seeded stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import pathlib
+import tempfile
+import time
+import zipfile
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from charjax import charset
+from charjax.datasets.base import Dataset
+
+GENERATOR_VERSION: int = 2  # bump whenever the pixels for a given seed change
+FRAMINGS: tuple[str, ...] = ("line", "fit")
+
+_log = logging.getLogger("charjax.datasets.synthetic")
+
+# Glyphs are drawn on a source canvas in a shared line geometry: every source is scaled so its
+# cap height is _CAP_SRC pixels and its baseline lies on row _BASE_SRC, centred horizontally.
+_SRC = 72
+_CAP_SRC = 32.0
+_BASE_SRC = 44.0
+# Output geometry (pixels of the 48x48 frame). Line framing keeps the cap height and baseline;
+# fit framing scales the ink box to _FIT_BOX, measured on real EMNIST (about 22 of 28 pixels
+# at half intensity, centred by the box, not the centre of mass).
+_SIZE = charset.IMAGE_SIZE
+_LINE_CAP = 22.0
+_LINE_BASE = 31.0
+_LINE_SHIFT = np.array([1.5, 1.0])  # position jitter (x, y) in line framing, pixels
+_FIT_BOX = 22 / 28 * _SIZE
+_CHUNK = 512  # samples per random stream (changing it changes the pixels: bump the version)
+_HULL_DIRS = 16  # directions of the extreme points that stand in for a glyph's convex hull
+
+# (file in matplotlib's mpl-data/fonts/ttf, or None for Pillow's default font, sampling weight).
+# Sans and oblique faces weigh most: handwriting is monoline and often slanted.
+_OUTLINE_FONTS: tuple[tuple[str | None, float], ...] = (
+    ("DejaVuSans.ttf", 1.0),
+    ("DejaVuSans-Oblique.ttf", 1.0),
+    ("DejaVuSans-Bold.ttf", 0.4),
+    ("DejaVuSans-BoldOblique.ttf", 0.4),
+    ("DejaVuSansMono.ttf", 0.6),
+    ("DejaVuSansMono-Oblique.ttf", 0.6),
+    ("DejaVuSansMono-Bold.ttf", 0.3),
+    ("DejaVuSansMono-BoldOblique.ttf", 0.3),
+    ("DejaVuSerif.ttf", 0.3),
+    ("DejaVuSerif-Italic.ttf", 0.5),
+    ("DejaVuSerif-Bold.ttf", 0.2),
+    ("DejaVuSerif-BoldItalic.ttf", 0.3),
+    ("STIXGeneral.ttf", 0.3),
+    ("STIXGeneralItalic.ttf", 0.6),
+    ("STIXGeneralBol.ttf", 0.2),
+    ("STIXGeneralBolIta.ttf", 0.3),
+    ("cmr10.ttf", 0.3),
+    ("cmss10.ttf", 1.0),
+    ("cmti10.ttf", 0.6),
+    ("cmtt10.ttf", 0.5),
+    ("cmb10.ttf", 0.2),
+    (None, 1.0),
+)
+# Hershey faces with Latin letters and digits, and their weights. Simplex and script faces are
+# closest to handwriting; the others add serif-like shapes drawn as pen strokes. The package's
+# other Latin faces repeat these (rowmans = futural, rowmand = futuram, rowmant = timesrb,
+# cursive = scripts letters + futural digits); identical glyphs are kept once anyway.
+_HERSHEY_FACES: tuple[tuple[str, float], ...] = (
+    ("futural", 3.0),
+    ("futuram", 2.0),
+    ("scripts", 1.0),
+    ("scriptc", 0.5),
+    ("timesr", 0.5),
+    ("timesi", 0.8),
+    ("timesrb", 0.3),
+    ("timesib", 0.4),
+)
+_HERSHEY_CAP, _HERSHEY_BASE = 21.0, 9.0  # Hershey units: cap line at -12, baseline at 9
+# Handwritten forms that no font here draws (open 4, straight-stemmed 9, crossed 7, looped 6,
+# single-stroke 8, ...), as pen paths in Hershey units: cap line -12, x-height -5, baseline 9,
+# descender 16. The path runs smoothly through the points; "!" marks a corner; ";" lifts the pen.
+_HAND_GLYPHS: dict[str, tuple[str, ...]] = {
+    "0": ("0,-12 -4,-10 -5.5,-4 -5,3 -2.5,8 0.5,9 3.5,7 5.5,1 5,-6 3,-11 0,-12",),
+    "1": ("-3,-8 1,-12! 0,9",),
+    "4": ("-1,-12 -7,3! 7,3; 3,-7 3,9", "-4,-12 -5,-1! 6,-1; 5,-12 5,9"),
+    "5": ("-3,-12 -4,-3! 0,-5 4,-3.5 5.5,1 4.5,6 1,9 -3,8.5 -5.5,6; -3,-12 5,-12",),
+    "6": (
+        "4,-11 1,-12 -2,-10 -4.5,-5 -5.5,1 -4,6 -1,9 2.5,8.5 5,5 4.5,1 1.5,-1 -2,-0.5 -5,2",
+        "3,-12 -1,-6 -4,0 -5,5 -3,8.5 0,9 3,7.5 4,4 2,1.5 -1,1.5 -4.5,4",
+    ),
+    "7": ("-6,-11 -1,-12 6,-12! 3,-5 0,2 -1,9; -3,-1 4,-1", "-6,-12 6,-12! 1,-2 -1,9"),
+    "8": (
+        "3,-10 0,-12 -3,-11 -4,-8 -2,-5 2,-2 4.5,1 4,5 1,8.5 -2,8.5 -4.5,6 -4,2 -1,-2 2,-5 "
+        "4,-8 3,-10",
+    ),
+    "9": (
+        "5,-6 4,-10 0,-12 -4,-10.5 -5.5,-7 -4,-3 0,-1.5 4,-3 5,-6! 4.5,1 3.5,9",
+        "5,-6 4,-10 0,-12 -4,-10.5 -5.5,-7 -4,-3 0,-1.5 4,-3 5,-6! 5,2 3,7 0,9 -3,8",
+    ),
+    "I": ("-4,-12 4,-12; 0,-12 0,9; -4,9 4,9",),
+    "O": ("-1,-12 -6,-10 -9,-5 -9,2 -6,7 -1,9 4,8 8,4 9,-2 7,-8 3,-11.5 -1,-12",),
+    "g": ("5,-1 3,-4.5 0,-5 -3.5,-4 -5,-0.5 -4,3 0,4.5 3.5,3 5,-1! 5,8 4,13 1,16 -3,16 -5,14",),
+    "l": ("-1,-12 -1,5 1,8.5 3.5,8",),
+    "q": ("5,-1 3,-4.5 0,-5 -3.5,-4 -5,-0.5 -4,3 0,4.5 3.5,3 5,-1! 5,16 7,14",),
+    "y": ("-5,-5 -4.5,1 -2,3.5 2,2.5 5,-5! 5,8 3,14 0,16 -3,15",),
+}
+_HAND_WEIGHT = 2.0
+# Pairs that some sources draw (almost) the same. Where a source does, only the first class
+# keeps that glyph, so line-framed classes stay separable (e.g. a bare bar is `l`, never `I`).
+# The number is the shape difference (see _shape_difference) below which the pair counts as
+# drawn alike; 0/O is stricter because only the width of the oval tells them apart.
+_CONFUSABLE: tuple[tuple[str, str, float], ...] = (
+    ("l", "I", 0.4),
+    ("l", "1", 0.4),
+    ("I", "1", 0.4),
+    ("0", "O", 0.62),
+)
+# Width / height limits of a class's clean glyphs: across sources, a narrow `O` (monospace,
+# some italics) reads as `0` and a wide bold `0` as `O`, so those glyphs are left out.
+_ASPECT_LIMITS: dict[str, tuple[float, float]] = {"0": (0.0, 0.76), "O": (0.8, 10.0)}
+
+
+def generate(num_images: int, seed: int, framing: str = "line") -> Dataset:
+    """`num_images` balanced, shuffled synthetic characters; the same seed gives the same set."""
+    _check_args(num_images, seed, framing)
+    start = time.perf_counter()
+    labels = _balanced_labels(num_images, seed)
+    images = np.empty((num_images, _SIZE, _SIZE, 1), np.uint8)
+    for index in range(0, num_images, _CHUNK):
+        part = labels[index : index + _CHUNK]
+        images[index : index + len(part), ..., 0] = _render_chunk(part, seed, index, framing)
+    seconds = time.perf_counter() - start
+    _log.info(
+        "generated %d synthetic %s-framed images in %.1f s (%.0f images/s)",
+        num_images,
+        framing,
+        seconds,
+        num_images / max(seconds, 1e-9),
+    )
+    return Dataset(images, labels, charset.CLASSES)
+
+
+def load(
+    num_images: int,
+    seed: int,
+    framing: str = "line",
+    cache_dir: str | os.PathLike | None = None,
+) -> Dataset:
+    """generate() cached in cache_dir (default: $CHARJAX_CACHE or ~/.cache/charjax)."""
+    _check_args(num_images, seed, framing)
+    path = cache_path(num_images, seed, framing, cache_dir)
+    cached = _read_cache(path, num_images)
+    if cached is not None:
+        _log.info("loaded %d synthetic images from cache %s", num_images, path)
+        return cached
+    dataset = generate(num_images, seed, framing)
+    try:
+        _write_cache(path, dataset)
+    except OSError as error:
+        _log.warning(
+            "could not cache synthetic images at %s (%s); pass cache_dir or set "
+            "CHARJAX_CACHE to a writable folder to avoid regenerating them",
+            path,
+            error,
+        )
+    else:
+        _log.info("cached synthetic images at %s", path)
+    return dataset
+
+
+def cache_path(
+    num_images: int, seed: int, framing: str, cache_dir: str | os.PathLike | None = None
+) -> pathlib.Path:
+    """Where load() keeps a set; the name holds everything the pixels depend on."""
+    if cache_dir is None:
+        cache_dir = os.environ.get("CHARJAX_CACHE") or pathlib.Path.home() / ".cache" / "charjax"
+    name = f"synthetic-v{GENERATOR_VERSION}-{framing}-n{num_images}-{_SIZE}px-seed{seed}.npz"
+    return pathlib.Path(cache_dir).expanduser() / name
+
+
+def _check_args(num_images: int, seed: int, framing: str) -> None:
+    """Rejects arguments that would give an unbalanced or unreproducible set."""
+    if framing not in FRAMINGS:
+        raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
+    if isinstance(num_images, bool) or not isinstance(num_images, (int, np.integer)):
+        raise ValueError(f"num_images must be an integer, got {num_images!r}")
+    if num_images < charset.NUM_CLASSES:
+        raise ValueError(
+            f"num_images must be at least {charset.NUM_CLASSES} (one per class), got {num_images}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def _read_cache(path: pathlib.Path, num_images: int) -> Dataset | None:
+    """The cached set, or None when it is missing or unreadable (then it is regenerated)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            dataset = Dataset(data["images"], data["labels"].astype(np.int32), str(data["classes"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        _log.warning("ignoring unreadable cache %s (%s); regenerating", path, error)
+        return None
+    if len(dataset) != num_images or dataset.classes != charset.CLASSES:
+        _log.warning("ignoring cache %s: it does not match the request; regenerating", path)
+        return None
+    return dataset
+
+
+def _write_cache(path: pathlib.Path, dataset: Dataset) -> None:
+    """Writes to a temporary file and renames it, so an interrupted run leaves no partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, images=dataset.images, labels=dataset.labels, classes=dataset.classes)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is for every user of the folder
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _balanced_labels(num_images: int, seed: int) -> np.ndarray:
+    """Each class num_images // 62 or one more times, in a seeded random order."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
+    labels = np.arange(num_images, dtype=np.int32) % charset.NUM_CLASSES
+    extra = num_images % charset.NUM_CLASSES
+    # Which classes get the extra sample is random too, so no class is always favoured.
+    labels[num_images - extra :] = rng.permutation(charset.NUM_CLASSES)[:extra]
+    return rng.permutation(labels).astype(np.int32)
+
+
+# ----------------------------------------------------------------------------- glyph sources
+
+
+@dataclasses.dataclass(frozen=True)
+class _Bank:
+    """Every usable (source, character) glyph, rendered clean once per process.
+
+    images: uint8 [G, S, S]; hulls: float32 [G, K, 2] extreme ink points (x, y);
+    labels: int [G]; weights: float [G]; strokes: per glyph, Hershey pen paths or None.
+    by_class: per class, the glyph indices and their sampling probabilities.
+    """
+
+    images: np.ndarray
+    hulls: np.ndarray
+    labels: np.ndarray
+    weights: np.ndarray
+    names: tuple[str, ...]
+    strokes: tuple[tuple[np.ndarray, ...] | None, ...]
+    by_class: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+
+@functools.cache
+def _bank() -> _Bank:
+    """Builds the glyph bank (a fraction of a second); cached for the life of the process."""
+    entries = _outline_entries() + _hershey_entries() + _hand_entries()
+    entries = _drop_confusable(entries)
+    entries = [e for e in entries if _aspect_allowed(e)]
+    images = np.stack([e["image"] for e in entries])
+    hulls = np.stack([_hull(e["image"] > 96) for e in entries]).astype(np.float32)
+    labels = np.array([e["label"] for e in entries])
+    weights = np.array([e["weight"] for e in entries], np.float64)
+    by_class = []
+    for label in range(charset.NUM_CLASSES):
+        index = np.flatnonzero(labels == label)
+        if index.size == 0:
+            raise RuntimeError(f"no glyph source can draw {charset.CLASSES[label]!r}")
+        by_class.append((index, weights[index] / weights[index].sum()))
+    return _Bank(
+        images=images,
+        hulls=hulls,
+        labels=labels,
+        weights=weights,
+        names=tuple(e["name"] for e in entries),
+        strokes=tuple(e["strokes"] for e in entries),
+        by_class=tuple(by_class),
+    )
+
+
+def _outline_entries() -> list[dict]:
+    """Clean renders of every outline font that really has all 62 characters."""
+    entries = []
+    for file_name, weight in _OUTLINE_FONTS:
+        font = _open_font(file_name)
+        if font is None:
+            continue
+        name = file_name or "pillow-default"
+        for label, char in enumerate(charset.CLASSES):
+            image = _render_outline(font, char)
+            entries.append(dict(name=name, label=label, weight=weight, image=image, strokes=None))
+    return entries
+
+
+def _open_font(file_name: str | None) -> ImageFont.FreeTypeFont | None:
+    """The font at a size where its cap height is _CAP_SRC pixels; None if it lacks a class."""
+    try:
+        if file_name is None:
+            font = ImageFont.load_default(size=100)
+            path = None
+        else:
+            import matplotlib
+
+            path = pathlib.Path(matplotlib.get_data_path(), "fonts", "ttf", file_name)
+            font = ImageFont.truetype(str(path), 100)
+    except (OSError, ImportError) as error:
+        _log.debug("skipping font %s: %s", file_name, error)
+        return None
+    if not isinstance(font, ImageFont.FreeTypeFont) or not _covers_classes(font, path):
+        _log.debug("skipping font %s: it does not draw all of 0-9A-Za-z", file_name)
+        return None
+    cap = -font.getbbox("H", anchor="ls")[1]
+    return font.font_variant(size=100 * _CAP_SRC / cap)
+
+
+def _covers_classes(font: ImageFont.FreeTypeFont, path: pathlib.Path | None) -> bool:
+    """True when the font maps every class to its own non-empty glyph (no fallback boxes)."""
+    if path is not None:
+        from matplotlib import ft2font
+
+        face = ft2font.FT2Font(str(path))
+        if any(face.get_char_index(ord(char)) == 0 for char in charset.CLASSES):
+            return False
+    masks = {bytes(font.getmask(char)) for char in charset.CLASSES}
+    return len(masks) == charset.NUM_CLASSES and all(
+        font.getbbox(char)[2] > font.getbbox(char)[0] for char in charset.CLASSES
+    )
+
+
+def _render_outline(font: ImageFont.FreeTypeFont, char: str) -> np.ndarray:
+    """uint8 [S, S]: the glyph on the shared baseline, its ink box centred horizontally."""
+    left, _, right, _ = font.getbbox(char, anchor="ls")
+    image = Image.new("L", (_SRC, _SRC), 0)
+    x = _SRC / 2 - (left + right) / 2
+    ImageDraw.Draw(image).text((x, _BASE_SRC), char, fill=255, font=font, anchor="ls")
+    return np.asarray(image)
+
+
+def _hershey_entries() -> list[dict]:
+    """Pen paths of the Hershey faces (source pixels), skipping glyphs another face has."""
+    from HersheyFonts import HersheyFonts
+
+    entries, seen = [], set()
+    for face, weight in _HERSHEY_FACES:
+        fonts = HersheyFonts()
+        fonts.load_default_font(face)
+        glyphs = fonts.all_glyphs
+        for label, char in enumerate(charset.CLASSES):
+            glyph = glyphs.get(char)
+            if glyph is None or not glyph.strokes:
+                continue
+            key = (label, repr(glyph.strokes))  # faces may share glyphs (see _HERSHEY_FACES)
+            if key in seen:
+                continue
+            seen.add(key)
+            strokes = _hershey_paths(glyph.strokes)
+            image = _draw_paths([strokes], [3.0], cols=1)[0]
+            entries.append(
+                dict(name=face, label=label, weight=weight, image=image, strokes=strokes)
+            )
+    return entries
+
+
+def _hand_entries() -> list[dict]:
+    """Pen paths of the handwritten forms in _HAND_GLYPHS, one entry per variant."""
+    entries = []
+    for char, variants in _HAND_GLYPHS.items():
+        for number, spec in enumerate(variants):
+            strokes = _hershey_paths(_parse_hand(spec))
+            image = _draw_paths([strokes], [3.0], cols=1)[0]
+            entries.append(
+                dict(
+                    name=f"hand-{char}{number}",
+                    label=charset.char_to_index(char),
+                    weight=_HAND_WEIGHT,
+                    image=image,
+                    strokes=strokes,
+                )
+            )
+    return entries
+
+
+def _parse_hand(spec: str) -> list[np.ndarray]:
+    """Strokes ([n, 2] points) from the _HAND_GLYPHS notation, curves smoothed."""
+    strokes = []
+    for stroke in spec.split(";"):
+        pieces, piece = [], []
+        for token in stroke.split():
+            point = tuple(float(v) for v in token.rstrip("!").split(","))
+            piece.append(point)
+            if token.endswith("!"):
+                pieces.append(piece)
+                piece = [point]
+        pieces.append(piece)
+        strokes.append(np.concatenate([_smooth(np.array(p)) for p in pieces if len(p) > 1]))
+    return strokes
+
+
+def _smooth(points: np.ndarray, per_segment: int = 6) -> np.ndarray:
+    """A Catmull-Rom curve through the points (straight when there are only two)."""
+    padded = np.concatenate([points[:1], points, points[-1:]])
+    t = np.arange(per_segment)[:, None] / per_segment
+    out = []
+    for p0, p1, p2, p3 in zip(padded[:-3], padded[1:-2], padded[2:-1], padded[3:], strict=True):
+        out.append(
+            0.5
+            * (
+                2 * p1
+                + (p2 - p0) * t
+                + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
+                + (3 * p1 - p0 - 3 * p2 + p3) * t**3
+            )
+        )
+    return np.concatenate(out + [points[-1:]])
+
+
+def _hershey_paths(strokes: list) -> tuple[np.ndarray, ...]:
+    """Hershey strokes in source pixels, ink box centred, with long segments subdivided.
+
+    Subdividing lets the smooth jitter bend straight lines, as a hand would.
+    """
+    scale = _CAP_SRC / _HERSHEY_CAP
+    points = np.concatenate([np.asarray(s, np.float64) for s in strokes])
+    centre_x = (points[:, 0].min() + points[:, 0].max()) / 2
+    paths = []
+    for stroke in strokes:
+        xy = np.asarray(stroke, np.float64)
+        x = _SRC / 2 + (xy[:, 0] - centre_x) * scale
+        y = _BASE_SRC + (xy[:, 1] - _HERSHEY_BASE) * scale
+        paths.append(_subdivide(np.stack([x, y], axis=1), max_step=3.0))
+    return tuple(paths)
+
+
+def _subdivide(xy: np.ndarray, max_step: float) -> np.ndarray:
+    """The polyline with extra points so no segment is longer than max_step."""
+    if len(xy) < 2:
+        return xy
+    out = [xy[:1]]
+    for a, b in zip(xy[:-1], xy[1:], strict=True):
+        n = max(1, int(np.ceil(np.hypot(*(b - a)) / max_step)))
+        t = np.arange(1, n + 1)[:, None] / n
+        out.append(a + (b - a) * t)
+    return np.concatenate(out)
+
+
+def _draw_paths(
+    glyphs: list[tuple[np.ndarray, ...]], widths: list[float], cols: int = 16
+) -> np.ndarray:
+    """uint8 [N, S, S]: each glyph's paths drawn with its pen width and round ends.
+
+    All glyphs go on one tiled canvas, which is much faster than one image each.
+    """
+    rows = -(-len(glyphs) // cols)
+    canvas = Image.new("L", (cols * _SRC, rows * _SRC), 0)
+    draw = ImageDraw.Draw(canvas)
+    for i, (paths, width) in enumerate(zip(glyphs, widths, strict=True)):
+        dy, dx = divmod(i, cols)
+        offset = np.array([dx * _SRC, dy * _SRC])
+        pen = max(1, int(round(width)))
+        radius = width / 2
+        for path in paths:
+            xy = path + offset
+            if len(xy) > 1:
+                draw.line(xy.ravel().tolist(), fill=255, width=pen, joint="curve")
+            for x, y in (xy[0], xy[-1]):
+                draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=255)
+    # A touch of blur stands in for anti-aliasing, which ImageDraw.line lacks.
+    canvas = canvas.filter(ImageFilter.BoxBlur(0.6))
+    tiles = np.asarray(canvas).reshape(rows, _SRC, cols, _SRC).transpose(0, 2, 1, 3)
+    return tiles.reshape(rows * cols, _SRC, _SRC)[: len(glyphs)]
+
+
+def _hull(mask: np.ndarray) -> np.ndarray:
+    """[K, 2] ink points extreme in K directions: a cheap stand-in for the convex hull."""
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return np.full((_HULL_DIRS, 2), _SRC / 2)
+    return _extreme_points(np.stack([xs, ys], axis=1).astype(np.float64))
+
+
+def _extreme_points(points: np.ndarray) -> np.ndarray:
+    """[K, 2]: for each of K evenly spaced directions, the point furthest along it."""
+    angles = np.linspace(0, 2 * np.pi, _HULL_DIRS, endpoint=False)
+    directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    return points[np.argmax(points @ directions.T, axis=0)]
+
+
+def _drop_confusable(entries: list[dict]) -> list[dict]:
+    """Removes a source's glyph for the second class of a pair it draws like the first."""
+    by_key = {(e["name"], e["label"]): e for e in entries}
+    dropped = set()
+    for keep, drop, threshold in _CONFUSABLE:
+        keep_label, drop_label = charset.char_to_index(keep), charset.char_to_index(drop)
+        for name in {e["name"] for e in entries}:
+            a, b = by_key.get((name, keep_label)), by_key.get((name, drop_label))
+            if a is None or b is None:
+                continue
+            if _shape_difference(a["image"], b["image"]) < threshold:
+                dropped.add((name, drop_label))
+    if dropped:
+        _log.debug("glyphs left out as look-alikes: %s", sorted(dropped))
+    return [e for e in entries if (e["name"], e["label"]) not in dropped]
+
+
+def _aspect_allowed(entry: dict) -> bool:
+    """False for a glyph whose width / height falls outside its class's _ASPECT_LIMITS."""
+    low, high = _ASPECT_LIMITS.get(charset.CLASSES[entry["label"]], (0.0, np.inf))
+    ys, xs = np.nonzero(entry["image"] > 96)
+    aspect = (np.ptp(xs) + 1) / (np.ptp(ys) + 1)
+    return bool(low <= aspect <= high)
+
+
+def _shape_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """How unlike two glyphs look once size is ignored and detail is blurred away.
+
+    Both ink boxes are scaled to the same longer side (aspect kept), blurred, and the largest
+    pixel difference is taken at the best small shift: 0 for the same shape, near 1 for a
+    feature (a flag, a serif, a wider bowl) that one has and the other lacks.
+    """
+    x, y = _normalised_shape(a), _normalised_shape(b)
+    return min(float(np.abs(x - np.roll(y, shift, axis=1)).max()) for shift in range(-2, 3))
+
+
+def _normalised_shape(image: np.ndarray) -> np.ndarray:
+    """float [48, 48]: the ink box scaled to 36 pixels on its longer side, centred, blurred."""
+    ys, xs = np.nonzero(image > 96)
+    crop = Image.fromarray(image[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
+    factor = 36 / max(crop.size)
+    crop = crop.resize(
+        (max(1, round(crop.size[0] * factor)), max(1, round(crop.size[1] * factor))),
+        Image.BILINEAR,
+    )
+    canvas = Image.new("L", (48, 48), 0)
+    canvas.paste(crop, ((48 - crop.size[0]) // 2, (48 - crop.size[1]) // 2))
+    blurred = np.asarray(canvas.filter(ImageFilter.GaussianBlur(1.5)), np.float64)
+    return blurred / max(blurred.max(), 1.0)
+
+
+# ----------------------------------------------------------------------------- per-sample work
+
+
+def _render_chunk(labels: np.ndarray, seed: int, start: int, framing: str) -> np.ndarray:
+    """uint8 [n, SIZE, SIZE] for the samples starting at index `start` of the set."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, start)))
+    bank = _bank()
+    n = len(labels)
+    glyph = _pick_glyphs(bank, labels, rng)
+    style = _draw_style(rng, n, framing)
+    sources, hulls, pen = _sources(bank, glyph, style, rng)
+    matrix, offset, scale = _placement(hulls, pen, style, framing)
+    field = _elastic_field(rng, n, style["elastic"])
+    images = _warp(sources, matrix, offset, field)
+    images = _thicken(images, style["thicken"] * scale)
+    images = _blur(images, style["blur"])
+    # Like EMNIST, every image's darkest stroke core reaches full white.
+    peak = np.maximum(images.max(axis=(1, 2)), 1e-6)
+    images = np.clip(images * (style["gain"] / peak)[:, None, None], 0.0, 1.0)
+    return np.round(images * 255).astype(np.uint8)
+
+
+def _pick_glyphs(bank: _Bank, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A glyph index per sample, drawn from its class's sources by weight."""
+    glyph = np.empty(len(labels), np.int64)
+    for label in range(charset.NUM_CLASSES):
+        where = np.flatnonzero(labels == label)
+        if where.size:
+            index, prob = bank.by_class[label]
+            glyph[where] = rng.choice(index, size=where.size, p=prob)
+    return glyph
+
+
+def _draw_style(rng: np.random.Generator, n: int, framing: str) -> dict[str, np.ndarray]:
+    """Per-sample writing style; every knob drawn in a fixed order for reproducibility.
+
+    Line framing is milder (it must stay separable, e.g. a narrow `0` against a round `O`
+    needs a small aspect jitter); fit framing, meant for transfer to real handwriting, is wilder.
+    """
+    wild = framing == "fit"
+    return dict(
+        rotation=np.clip(rng.normal(0.0, 0.1 if wild else 0.06, n), -0.3, 0.3),  # radians
+        shear=np.clip(rng.normal(0.06, 0.18 if wild else 0.12, n), -0.4, 0.5),  # + leans right
+        scale=np.exp(np.clip(rng.normal(0.0, 0.05, n), -0.1, 0.1)),
+        aspect=np.exp(np.clip(rng.normal(0.0, 0.1 if wild else 0.05, n), -0.22, 0.22)),
+        shift=rng.normal(0.0, 1.0, (n, 2)),
+        pen=rng.uniform(1.8, 3.6, n),  # Hershey pen width, source pixels
+        thicken=rng.uniform(0.0, 0.8, n),  # extra stroke radius, source pixels
+        blur=rng.uniform(0.6, 1.1, n),  # output pixels
+        gain=rng.uniform(1.0, 1.15, n),
+        elastic=rng.uniform(0.3, 2.0, n) if wild else rng.uniform(0.2, 1.2, n),  # output px
+        wobble=rng.uniform(0.6, 1.8, n) if wild else rng.uniform(0.4, 1.2, n),  # source px
+    )
+
+
+def _sources(
+    bank: _Bank, glyph: np.ndarray, style: dict[str, np.ndarray], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source canvases uint8 [n, S, S], hull points [n, K, 2] and pen radius [n] per sample.
+
+    Outline glyphs come from the bank; Hershey glyphs are drawn afresh with jittered paths.
+    """
+    sources = bank.images[glyph]
+    hulls = bank.hulls[glyph].copy()
+    pen = np.zeros(len(glyph))
+    hershey = np.flatnonzero([bank.strokes[g] is not None for g in glyph])
+    if hershey.size:
+        paths = [_jitter(bank.strokes[glyph[i]], style["wobble"][i], rng) for i in hershey]
+        widths = style["pen"][hershey]
+        sources[hershey] = _draw_paths(paths, list(widths))
+        hulls[hershey] = [_extreme_points(np.concatenate(p)) for p in paths]
+        pen[hershey] = widths / 2
+    return sources, hulls, pen
+
+
+def _jitter(
+    paths: tuple[np.ndarray, ...], amplitude: float, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Pen paths moved by a smooth random field, then each stroke slightly misplaced.
+
+    The field is a sum of two random long-wavelength waves per axis, so nearby points move
+    together (curves stay smooth) while the shape wobbles like a hand-drawn one.
+    """
+    points = np.concatenate(paths)
+    k = rng.normal(0.0, 1.0, (2, 2, 2)) * (2 * np.pi / 40.0)  # [axis, wave, xy] wave vectors
+    phase = rng.uniform(0, 2 * np.pi, (2, 2))
+    waves = np.sin(np.einsum("pc,awc->paw", points, k) + phase)  # [points, axis, wave]
+    moved = points + amplitude * waves.mean(axis=2)
+    out, start = [], 0
+    for path in paths:
+        out.append(_misplace(moved[start : start + len(path)], rng))
+        start += len(path)
+    return out
+
+
+def _misplace(path: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One stroke turned, resized and moved a little about its centre, as a hand misplaces it."""
+    angle = rng.normal(0.0, 0.05)
+    cos, sin = np.cos(angle), np.sin(angle)
+    centre = path.mean(axis=0)
+    turned = (path - centre) @ np.array([[cos, sin], [-sin, cos]]) * np.exp(rng.normal(0.0, 0.05))
+    return turned + centre + rng.normal(0.0, 0.6, 2)
+
+
+def _placement(
+    hulls: np.ndarray, pen: np.ndarray, style: dict[str, np.ndarray], framing: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The affine map source -> output (matrix [n,2,2], offset [n,2]) and its linear scale [n].
+
+    One map composes slant, rotation, aspect, scale and the framing's placement, so each
+    image is resampled exactly once.
+    """
+    cos, sin = np.cos(style["rotation"]), np.sin(style["rotation"])
+    rotate = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)
+    n = len(pen)
+    shear = np.tile(np.eye(2), (n, 1, 1))
+    shear[:, 0, 1] = -style["shear"]  # x moves right as y goes up (y points down)
+    stretch = np.zeros((n, 2, 2))
+    stretch[:, 0, 0] = np.sqrt(style["aspect"])
+    stretch[:, 1, 1] = 1 / np.sqrt(style["aspect"])
+    matrix = rotate @ shear @ stretch * style["scale"][:, None, None]
+    if framing == "line":
+        return _place_line(matrix * (_LINE_CAP / _CAP_SRC), hulls, pen, style)
+    return _place_fit(matrix, hulls, pen, style)
+
+
+def _ink_box(
+    matrix: np.ndarray, hulls: np.ndarray, pen: np.ndarray, style: dict[str, np.ndarray]
+) -> np.ndarray:
+    """[n, 4] (x0, y0, x1, y1) of the mapped ink, strokes' radius included, offset excluded."""
+    points = np.einsum("nij,nkj->nki", matrix, hulls)
+    radius = (pen + style["thicken"] + 0.5) * _linear_scale(matrix)
+    lo = points.min(axis=1) - radius[:, None]
+    hi = points.max(axis=1) + radius[:, None]
+    return np.concatenate([lo, hi], axis=1)
+
+
+def _linear_scale(matrix: np.ndarray) -> np.ndarray:
+    """Mean length scale of each linear map."""
+    return np.sqrt(np.abs(np.linalg.det(matrix)))
+
+
+def _place_line(
+    matrix: np.ndarray, hulls: np.ndarray, pen: np.ndarray, style: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keeps the baseline and cap height; nudges (or shrinks) a glyph only to stay in frame."""
+    pivot_src = np.array([_SRC / 2, _BASE_SRC - _CAP_SRC / 2])
+    pivot_out = np.array([(_SIZE - 1) / 2, _LINE_BASE - _LINE_CAP / 2])
+    pivot_out = pivot_out + style["shift"] * _LINE_SHIFT
+    box = _ink_box(matrix, hulls - pivot_src, pen, style)
+    lo_limit, hi_limit = 0.5, _SIZE - 1.5
+    span = np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
+    shrink = np.minimum(1.0, (hi_limit - lo_limit) / span)
+    matrix = matrix * shrink[:, None, None]
+    box = box * shrink[:, None]
+    centre = pivot_out.copy()
+    for axis in (0, 1):
+        lo = centre[:, axis] + box[:, axis]
+        hi = centre[:, axis] + box[:, axis + 2]
+        centre[:, axis] += np.maximum(lo_limit - lo, 0) - np.maximum(hi - hi_limit, 0)
+    offset = centre - np.einsum("nij,j->ni", matrix, pivot_src)
+    return matrix, offset, _linear_scale(matrix)
+
+
+def _place_fit(
+    matrix: np.ndarray, hulls: np.ndarray, pen: np.ndarray, style: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scales the ink box to _FIT_BOX on its longer side and centres it, as EMNIST does."""
+    box = _ink_box(matrix, hulls, pen, style)
+    size = np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
+    matrix = matrix * (_FIT_BOX / size)[:, None, None]
+    box = box * (_FIT_BOX / size)[:, None]
+    centre = (box[:, :2] + box[:, 2:]) / 2
+    offset = (_SIZE - 1) / 2 + style["shift"] * 0.25 - centre
+    return matrix, offset, _linear_scale(matrix)
+
+
+def _elastic_field(rng: np.random.Generator, n: int, amplitude: np.ndarray) -> np.ndarray:
+    """[n, 2, SIZE, SIZE] smooth random displacement (pixels), about `amplitude` in size.
+
+    Random values on a coarse 5x5 grid, spread with Gaussian bumps: cheap and smooth.
+    """
+    knots = 5
+    coarse = rng.normal(0.0, 1.0, (n, 2, knots, knots)) * amplitude[:, None, None, None]
+    pos = np.arange(_SIZE)[:, None]
+    centres = np.linspace(0, _SIZE - 1, knots)[None, :]
+    spread = np.exp(-0.5 * ((pos - centres) / (_SIZE / knots * 0.8)) ** 2)
+    spread /= np.sqrt((spread**2).sum(axis=1, keepdims=True))
+    spread = spread.astype(np.float32)
+    field = np.einsum("yi,ncij,xj->ncyx", spread, coarse.astype(np.float32), spread, optimize=True)
+    return field - field.mean(axis=(2, 3), keepdims=True)  # bend the glyph, do not move it
+
+
+def _warp(
+    sources: np.ndarray, matrix: np.ndarray, offset: np.ndarray, field: np.ndarray
+) -> np.ndarray:
+    """float32 [n, SIZE, SIZE] (source units): each source sampled bilinearly through its
+    inverse map."""
+    n = len(sources)
+    inverse = np.linalg.inv(matrix).astype(np.float32)[:, :, :, None, None]
+    grid = np.arange(_SIZE, dtype=np.float32)
+    out_x = grid[None, None, :] + field[:, 0] - offset[:, 0, None, None].astype(np.float32)
+    out_y = grid[None, :, None] + field[:, 1] - offset[:, 1, None, None].astype(np.float32)
+    x = np.clip(inverse[:, 0, 0] * out_x + inverse[:, 0, 1] * out_y, 0, _SRC - 1.001)
+    y = np.clip(inverse[:, 1, 0] * out_x + inverse[:, 1, 1] * out_y, 0, _SRC - 1.001)
+    x0, y0 = x.astype(np.intp), y.astype(np.intp)  # floor: coordinates are non-negative
+    fx, fy = x - x0, y - y0
+    flat = sources.reshape(-1)
+    base = (np.arange(n, dtype=np.intp) * (_SRC * _SRC))[:, None, None] + y0 * _SRC + x0
+
+    def corner(step: int) -> np.ndarray:
+        return flat.take(base + step).astype(np.float32)
+
+    top = _lerp(corner(0), corner(1), fx)
+    bottom = _lerp(corner(_SRC), corner(_SRC + 1), fx)
+    return _lerp(top, bottom, fy)
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Linear interpolation from a (t = 0) to b (t = 1)."""
+    return a + (b - a) * t
+
+
+def _thicken(images: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """Grey dilation by a per-sample fractional radius (pixels), alternating square and cross."""
+    out = images.copy()
+    current = images
+    for step in range(int(np.ceil(radius.max(initial=0.0)))):
+        grown = _dilate(current, square=step % 2 == 0)
+        weight = np.clip(radius - step, 0.0, 1.0).astype(np.float32)[:, None, None]
+        out += weight * (grown - current)
+        current = grown
+    return out
+
+
+def _dilate(images: np.ndarray, square: bool) -> np.ndarray:
+    """One step of 3x3 grey dilation (square) or its 4-neighbour cross."""
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1)))
+    rows = np.maximum(np.maximum(padded[:, :, :-2], padded[:, :, 2:]), padded[:, :, 1:-1])
+    if square:
+        return np.maximum(np.maximum(rows[:, :-2], rows[:, 2:]), rows[:, 1:-1])
+    cols = np.maximum(padded[:, :-2, 1:-1], padded[:, 2:, 1:-1])
+    return np.maximum(rows[:, 1:-1], cols)
+
+
+def _blur(images: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Separable Gaussian blur with a per-sample sigma (pixels), 5 taps."""
+    taps = np.arange(-2, 3)
+    kernel = np.exp(-0.5 * (taps[None, :] / sigma[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(axis=1, keepdims=True)).astype(np.float32)
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2)))
+    rows = sum(kernel[:, j, None, None] * padded[:, :, j : j + _SIZE] for j in range(5))
+    return sum(kernel[:, j, None, None] * rows[:, j : j + _SIZE, :] for j in range(5))

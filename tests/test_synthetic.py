@@ -1,0 +1,209 @@
+"""Tests for the embedded synthetic dataset: reproducible, balanced, framed as promised, cached."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from charjax import charset
+from charjax.datasets import synthetic
+
+N = 4 * charset.NUM_CLASSES + 7  # not a multiple of 62, so the extras are exercised
+
+
+@pytest.fixture(scope="module")
+def line_set():
+    return synthetic.generate(N, seed=3)
+
+
+@pytest.fixture(scope="module")
+def per_class_line():
+    """16 line-framed samples of every class (enough for per-class medians)."""
+    return synthetic.generate(16 * charset.NUM_CLASSES, seed=11, framing="line")
+
+
+def _ink_box(images: np.ndarray, threshold: int = 128) -> np.ndarray:
+    """[N, 4] (top, bottom, left, right) rows/columns holding ink above threshold."""
+    ink = images[..., 0] > threshold
+    rows, cols = ink.any(axis=2), ink.any(axis=1)
+    index = np.arange(images.shape[1])
+    return np.stack(
+        [
+            np.where(rows, index, 10_000).min(1),
+            np.where(rows, index, -1).max(1),
+            np.where(cols, index, 10_000).min(1),
+            np.where(cols, index, -1).max(1),
+        ],
+        axis=1,
+    )
+
+
+def _of_class(dataset, char: str) -> np.ndarray:
+    return dataset.images[dataset.labels == charset.char_to_index(char)]
+
+
+def _median_height(dataset, char: str) -> float:
+    top, bottom = _ink_box(_of_class(dataset, char))[:, :2].T
+    return float(np.median(bottom - top))
+
+
+def _median_bottom(dataset, char: str) -> float:
+    return float(np.median(_ink_box(_of_class(dataset, char))[:, 1]))
+
+
+def test_shape_and_dtype(line_set):
+    assert line_set.images.shape == (N, charset.IMAGE_SIZE, charset.IMAGE_SIZE, 1)
+    assert line_set.images.dtype == np.uint8
+    assert line_set.labels.dtype == np.int32
+    assert line_set.classes == charset.CLASSES
+
+
+def test_same_seed_same_images(line_set):
+    again = synthetic.generate(N, seed=3)
+    np.testing.assert_array_equal(again.images, line_set.images)
+    np.testing.assert_array_equal(again.labels, line_set.labels)
+
+
+def test_other_seed_other_images(line_set):
+    other = synthetic.generate(N, seed=4)
+    assert not np.array_equal(other.labels, line_set.labels)
+    assert not np.array_equal(other.images, line_set.images)
+
+
+def test_classes_balanced_and_shuffled(line_set):
+    counts = np.bincount(line_set.labels, minlength=charset.NUM_CLASSES)
+    assert set(counts) == {N // charset.NUM_CLASSES, N // charset.NUM_CLASSES + 1}
+    assert counts.sum() == N
+    assert np.mean(np.diff(line_set.labels) == 1) < 0.2  # not in class order
+
+
+def test_images_are_distinct(line_set):
+    flat = line_set.images.reshape(len(line_set), -1)
+    assert len(np.unique(flat, axis=0)) == len(line_set)
+
+
+@pytest.mark.parametrize("framing", synthetic.FRAMINGS)
+def test_white_ink_on_black(framing):
+    images = synthetic.generate(2 * charset.NUM_CLASSES, seed=5, framing=framing).images
+    border = np.concatenate(
+        [images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], axis=1
+    )
+    assert border.mean() < 3
+    ink = (images > 128).mean(axis=(1, 2, 3))
+    assert ink.min() > 0.01, "every image needs visible ink"
+    assert np.median(ink) < 0.35, "ink should be the minority of pixels"
+    assert images.max(axis=(1, 2, 3)).min() > 200
+
+
+def test_line_framing_keeps_letter_size(per_class_line):
+    assert _median_height(per_class_line, "o") < 0.85 * _median_height(per_class_line, "O")
+    assert _median_height(per_class_line, "x") < 0.85 * _median_height(per_class_line, "X")
+
+
+def test_line_framing_keeps_descenders(per_class_line):
+    def bottom(char: str) -> float:
+        return _median_bottom(per_class_line, char)
+
+    assert bottom("p") > bottom("o") + 3
+    assert bottom("g") > bottom("a") + 3
+    assert abs(bottom("o") - bottom("O")) < 2.5  # both sit on the baseline
+
+
+def test_fit_framing_fills_and_centres_the_box():
+    images = synthetic.generate(3 * charset.NUM_CLASSES, seed=7, framing="fit").images
+    top, bottom, left, right = _ink_box(images).T
+    longer = np.maximum(bottom - top, right - left) + 1
+    # EMNIST's box is about 22 of 28 pixels at half intensity; scaled to 48 that is ~38.
+    assert 34 <= np.median(longer) <= 42
+    centre = (charset.IMAGE_SIZE - 1) / 2
+    assert np.abs((top + bottom) / 2 - centre).max() <= 3
+    assert np.abs((left + right) / 2 - centre).max() <= 3
+
+
+def test_every_class_has_many_sources():
+    sizes = [len(index) for index, _ in synthetic._bank().by_class]
+    assert min(sizes) >= 10
+    assert len(sizes) == charset.NUM_CLASSES
+
+
+def test_fonts_without_the_characters_are_skipped():
+    assert synthetic._open_font("DejaVuSans.ttf") is not None
+    assert synthetic._open_font("STIXNonUni.ttf") is None  # symbols only
+    assert synthetic._open_font("LastResortHE-Regular.ttf") is None  # one box for every char
+
+
+def test_look_alike_glyphs_stay_in_one_class():
+    bank = synthetic._bank()
+    sources = {c: {bank.names[i] for i in bank.by_class[charset.char_to_index(c)][0]} for c in "lI"}
+    assert "DejaVuSans.ttf" in sources["l"]
+    assert "DejaVuSans.ttf" not in sources["I"]  # its I is the same bare bar as its l
+
+
+def test_load_caches_and_reuses(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="charjax.datasets.synthetic")
+    first = synthetic.load(N, seed=2, framing="fit", cache_dir=tmp_path)
+    path = synthetic.cache_path(N, 2, "fit", tmp_path)
+    assert path.is_file()
+    assert str(path) in caplog.text
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary files left
+
+    def fail(*args, **kwargs):
+        raise AssertionError("load() regenerated instead of reading the cache")
+
+    monkeypatch.setattr(synthetic, "generate", fail)
+    second = synthetic.load(N, seed=2, framing="fit", cache_dir=tmp_path)
+    np.testing.assert_array_equal(second.images, first.images)
+    np.testing.assert_array_equal(second.labels, first.labels)
+
+
+def test_cache_key_separates_requests(tmp_path):
+    paths = {
+        synthetic.cache_path(124, 0, "line", tmp_path),
+        synthetic.cache_path(124, 0, "fit", tmp_path),
+        synthetic.cache_path(124, 1, "line", tmp_path),
+        synthetic.cache_path(186, 0, "line", tmp_path),
+    }
+    assert len(paths) == 4
+    assert all(f"v{synthetic.GENERATOR_VERSION}" in p.name for p in paths)
+
+
+def test_cache_dir_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHARJAX_CACHE", str(tmp_path))
+    assert synthetic.cache_path(124, 0, "line").parent == tmp_path
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_damaged_cache_is_regenerated(tmp_path, damage):
+    expected = synthetic.load(124, seed=0, cache_dir=tmp_path)
+    path = synthetic.cache_path(124, 0, "line", tmp_path)
+    good = path.read_bytes()
+    path.write_bytes(b"not an npz file" if damage == "garbage" else good[: len(good) // 2])
+    dataset = synthetic.load(124, seed=0, cache_dir=tmp_path)
+    np.testing.assert_array_equal(dataset.images, expected.images)
+    with np.load(path) as rewritten:  # the damaged file was replaced by a whole one
+        np.testing.assert_array_equal(rewritten["images"], expected.images)
+
+
+def test_unwritable_cache_still_returns_the_set(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    dataset = synthetic.load(124, seed=0, cache_dir=blocker / "cache")
+    assert len(dataset) == 124
+    assert "could not cache" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_images=124, seed=0, framing="centred"), "framing"),
+        (dict(num_images=61, seed=0), "at least 62"),
+        (dict(num_images=124, seed=-1), "seed"),
+        (dict(num_images=124.0, seed=0), "integer"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        synthetic.generate(**kwargs)
+    with pytest.raises(ValueError, match=message):
+        synthetic.load(**kwargs, cache_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
