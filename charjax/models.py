@@ -7,30 +7,44 @@ lives in the loss. The layer just before the classifier is sown as
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from charjax import charset
+from charjax import charset, layers
 
 
 class TutorialCNN(nn.Module):
-    """The tutorial's network: conv5-pool-conv3-pool-dense-dropout-dense (846,654 params)."""
+    """The tutorial's network: conv5-pool-conv3-pool-dense-dropout-dense (846,654 params).
+
+    `impl='fast'` (default) computes the same function with the same parameter tree
+    through `charjax.layers` (cheaper max-pool gradient, bias/ReLU after the pool);
+    `impl='flax'` is the plain nn.Conv / nn.max_pool formulation. Checkpoints of one
+    load into the other.
+    """
 
     num_classes: int = charset.NUM_CLASSES
     hidden: int = 128
     dropout: float = 0.5
     dtype: jnp.dtype = jnp.float32
+    impl: str = "fast"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = x.astype(self.dtype)
-        x = nn.Conv(32, (5, 5), padding="VALID", dtype=self.dtype, name="conv1")(x)
-        x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
-        x = nn.Conv(64, (3, 3), padding="VALID", dtype=self.dtype, name="conv2")(x)
-        x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+        if self.impl == "fast":
+            x = layers.ConvReluPool(32, (5, 5), dtype=self.dtype, name="conv1")(x)
+            x = layers.ConvReluPool(64, (3, 3), dtype=self.dtype, name="conv2")(x)
+        elif self.impl == "flax":
+            x = nn.Conv(32, (5, 5), padding="VALID", dtype=self.dtype, name="conv1")(x)
+            x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+            x = nn.Conv(64, (3, 3), padding="VALID", dtype=self.dtype, name="conv2")(x)
+            x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+        else:
+            raise ValueError(f"unknown impl {self.impl!r}; choose 'fast' or 'flax'")
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="hidden")(x))
         self.sow("intermediates", "features", x)
@@ -39,13 +53,82 @@ class TutorialCNN(nn.Module):
         return x.astype(jnp.float32)
 
 
+class TutorialBN(nn.Module):
+    """The classic MNIST recipe the tutorial's augmentation came from: two 5x5 conv blocks
+    with batch norm, a 1024-wide dense layer, dropout."""
+
+    num_classes: int = charset.NUM_CLASSES
+    hidden: int = 1024
+    dropout: float = 0.5
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        norm = functools.partial(
+            nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype
+        )
+        x = x.astype(self.dtype)
+        for i, features in enumerate((32, 64)):
+            x = nn.Conv(features, (5, 5), padding="VALID", use_bias=False, dtype=self.dtype,
+                        name=f"conv{i + 1}")(x)
+            x = nn.max_pool(nn.relu(norm(name=f"bn{i + 1}")(x)), (2, 2), strides=(2, 2))
+        x = x.reshape((x.shape[0], -1))
+        x = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype, name="hidden")(x)
+        x = nn.relu(norm(name="bn_hidden")(x))
+        self.sow("intermediates", "features", x)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
+
+
+class CompactVGG(nn.Module):
+    """A small VGG-style net with batch norm (~1M parameters): one 5x5 stem like the
+    tutorial's, then 3x3 pairs that see more context at 22x22 and 11x11 for the
+    strokes that separate look-alike characters."""
+
+    num_classes: int = charset.NUM_CLASSES
+    hidden: int = 256
+    dropout: float = 0.4
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        norm = functools.partial(
+            nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype
+        )
+
+        def conv(x, features, kernel, name, padding="SAME"):
+            x = nn.Conv(features, kernel, padding=padding, use_bias=False, dtype=self.dtype,
+                        name=name)(x)
+            return nn.relu(norm(name=f"{name}_bn")(x))
+
+        def pool(x):
+            return nn.max_pool(x, (2, 2), strides=(2, 2))
+
+        x = pool(conv(x.astype(self.dtype), 32, (5, 5), "conv1", padding="VALID"))  # 22x22
+        x = pool(conv(conv(x, 64, (3, 3), "conv2"), 64, (3, 3), "conv3"))  # 11x11
+        x = pool(conv(x, 128, (3, 3), "conv4"))  # 5x5
+        x = x.reshape((x.shape[0], -1))
+        x = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype, name="hidden")(x)
+        x = nn.relu(norm(name="bn_hidden")(x))
+        self.sow("intermediates", "features", x)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
+
+
 _REGISTRY: dict[str, Callable[[ml_collections.ConfigDict, jnp.dtype], nn.Module]] = {
     "tutorial": lambda cfg, dtype: TutorialCNN(
-        hidden=cfg.get("hidden", 128), dropout=cfg.get("dropout", 0.5), dtype=dtype
+        hidden=cfg.get("hidden", 128),
+        dropout=cfg.get("dropout", 0.5),
+        dtype=dtype,
+        impl=cfg.get("impl", "fast"),
     ),
+    "tutorial_bn": lambda cfg, dtype: TutorialBN(
+        hidden=cfg.get("bn_hidden", 1024), dropout=cfg.get("dropout", 0.5), dtype=dtype
+    ),
+    "compact_vgg": lambda cfg, dtype: CompactVGG(dropout=cfg.get("dropout", 0.4), dtype=dtype),
 }
 # The tutorial picked its networks by number; model 1 is the one it trained.
-_ALIASES: dict[str, str] = {"1": "tutorial"}
+_ALIASES: dict[str, str] = {"1": "tutorial", "2": "tutorial_bn", "3": "compact_vgg"}
 
 
 def model_names() -> list[str]:

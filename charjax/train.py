@@ -29,6 +29,7 @@ from charjax import (
     distributed,
     evaluate,
     input_pipeline,
+    layers,
     models,
     optim,
     reporting,
@@ -36,10 +37,6 @@ from charjax import (
 from charjax.errors import CheckpointError
 
 log = logging.getLogger(__name__)
-
-
-# XLA options for the jitted steps (see `charjax.layers` for the measurements behind them).
-COMPILER_OPTIONS: dict | None = None
 
 
 class TrainState(train_state.TrainState):
@@ -163,7 +160,10 @@ def make_device_train_step(
         return train_step(state, batch, rng, frozen, label_smoothing, ema_decay)
 
     out = placement.replicated if placement is not None else None
-    return jax.jit(step, donate_argnums=0, out_shardings=out, compiler_options=COMPILER_OPTIONS)
+    return jax.jit(
+        step, donate_argnums=0, out_shardings=out,
+        compiler_options=layers.cpu_compiler_options(),
+    )
 
 
 def make_device_eval_step(placement: distributed.Placement | None = None) -> Callable:
@@ -176,7 +176,7 @@ def make_device_eval_step(placement: distributed.Placement | None = None) -> Cal
         return eval_step(state, {"image": images[idx], "label": labels[idx], "mask": mask})
 
     out = placement.replicated if placement is not None else None
-    return jax.jit(step, out_shardings=out, compiler_options=COMPILER_OPTIONS)
+    return jax.jit(step, out_shardings=out, compiler_options=layers.cpu_compiler_options())
 
 
 def _period_means(metrics: list, count: int) -> dict[str, float]:

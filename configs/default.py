@@ -31,6 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.name = "tutorial"
     config.model.hidden = 128
     config.model.dropout = 0.5
+    config.model.impl = "fast"  # or "flax": same maths and weights, plain nn.Conv/nn.max_pool
 
     config.data = ml_collections.ConfigDict()
     config.data.source = "synthetic"  # or npz:PATH, folder:PATH, tfds:emnist/byclass[:SPLIT]

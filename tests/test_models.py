@@ -38,3 +38,42 @@ def test_unknown_model_names_the_choices():
 def test_unknown_precision():
     with pytest.raises(ValueError, match="precision"):
         models.create_model(_config(), precision="fp8")
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        # conv1 25*32 + bn 64, conv2 800*64 + bn 128, dense 5184*1024 + bn 2048, head 1024*62+62
+        ("tutorial_bn", 800 + 64 + 51_200 + 128 + 5184 * 1024 + 2048 + 1024 * 62 + 62),
+        ("compact_vgg", 966_046),
+    ],
+)
+def test_batch_norm_models(name, expected):
+    model = models.create_model(_config(name))
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 48, 48, 1)))
+    assert _count(variables["params"]) == expected
+    assert _count(variables["params"]) <= 3_000_000 or name == "tutorial_bn"
+    assert "batch_stats" in variables
+
+
+def test_batch_norm_statistics_train_and_checkpoint(tmp_path):
+    from conftest import tiny_config
+
+    from charjax import checkpoints, train
+
+    config = tiny_config()
+    config.model.name = "tutorial_bn"
+    state = train.create_train_state(config, jax.random.key(0))
+    batch = {"image": jnp.full((8, 48, 48, 1), 200, jnp.uint8).at[:, :10].set(0),
+             "label": jnp.arange(8, dtype=jnp.int32)}
+    new, _ = train.train_step(state, batch, jax.random.key(1))
+    before = jax.tree_util.tree_leaves(state.batch_stats)
+    after = jax.tree_util.tree_leaves(new.batch_stats)
+    assert any(not jnp.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    mngr = checkpoints.manager(tmp_path)
+    checkpoints.save(mngr, 1, new, {}, [], {"val_accuracy": 0.5})
+    mngr.wait_until_finished()
+    restored, _, _ = checkpoints.restore(mngr, 1, state)
+    for a, b in zip(jax.tree_util.tree_leaves(restored.batch_stats), after, strict=True):
+        assert jnp.array_equal(a, b)
+    mngr.close()

@@ -1,0 +1,333 @@
+"""Train-step time of the tutorial network: charjax vs Keras/TensorFlow vs PyTorch eager.
+
+Every (framework, precision, batch size) runs in a fresh subprocess of this interpreter,
+and the runs are interleaved (all frameworks at one batch size, then again), so a
+neighbour's load hits them alike. Each run: 10 warm-up steps, then >= 50 timed steps on
+random data of the real shape; the table shows the better of the runs' medians.
+
+    python benchmarks/step_time.py --precision all --json out.json
+    python benchmarks/step_time.py --frameworks charjax,keras --batch-sizes 128
+
+Run it from an environment that has the frameworks (see benchmarks/RESULTS.md);
+missing ones are skipped with a message. Precisions: float32 everywhere; bf16 means
+charjax `precision='bf16'` (bf16 compute, float32 master weights), Keras'
+`mixed_bfloat16` policy; PyTorch runs float32 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FRAMEWORKS = ("charjax", "keras", "torch")
+MODULES = {"charjax": "jax", "charjax-flax": "jax", "keras": "tensorflow", "torch": "torch"}
+PRECISIONS = {"charjax": ("float32", "bf16"), "charjax-flax": ("float32", "bf16"),
+              "keras": ("float32", "bf16"), "torch": ("float32",)}
+
+
+def random_batch(batch_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images [B, 48, 48, 1] and int32 labels in 0..61."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (batch_size, 48, 48, 1), dtype=np.uint8)
+    return images, rng.integers(0, 62, batch_size).astype(np.int32)
+
+
+def timed(step, warmup: int, steps: int) -> tuple[list[float], list[float]]:
+    """Wall and process-CPU seconds per call of `step()`, which must return only once the
+    step has finished."""
+    for _ in range(warmup):
+        step()
+    wall, cpu = [], []
+    for _ in range(steps):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        step()
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return wall, cpu
+
+
+# --- workers: each builds one framework's train step and returns (step, versions) ---
+
+
+def charjax_step(batch_size: int, precision: str, impl: str = "fast"):
+    """The trainer's own config, state and `train_step` (configs/default.py, no
+    augmentation), jitted as the trainer does: state donated, CPU compiler options from
+    charjax.layers. Falls back to an equivalent local step if the trainer is missing."""
+    import flax
+    import jax
+    import jax.numpy as jnp
+
+    root = os.path.dirname(HERE)
+    sys.path.insert(0, root)
+    from charjax import layers
+
+    try:
+        import importlib.util as iu
+
+        from charjax import train
+
+        spec = iu.spec_from_file_location("charjax_default_config",
+                                          os.path.join(root, "configs", "default.py"))
+        module = iu.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        config = module.get_config()
+        with config.unlocked():
+            config.precision = precision
+            config.model.impl = impl
+        state = train.create_train_state(config, jax.random.key(0))
+        step_fn, source = train.train_step, "charjax.train.train_step + configs/default.py"
+    except Exception as err:  # noqa: BLE001 - any trainer problem: time the local twin
+        import ml_collections
+
+        config = ml_collections.ConfigDict(
+            {"model": {"name": "tutorial", "impl": impl}, "precision": precision,
+             "learning_rate": 1e-3})
+        state, step_fn = _local_charjax_step(config)
+        source = f"local step ({type(err).__name__}: {err})"[:200]
+
+    images, labels = random_batch(batch_size)
+    batch = {"image": jnp.asarray(images), "label": jnp.asarray(labels)}
+    options = layers.cpu_compiler_options()
+    jitted = jax.jit(step_fn, donate_argnums=0, compiler_options=options or None)
+    holder = {"state": state, "i": 0}
+    key = jax.random.key(1)
+
+    def step():
+        holder["i"] += 1
+        holder["state"], metrics = jitted(holder["state"], batch,
+                                          jax.random.fold_in(key, holder["i"]))
+        jax.block_until_ready(metrics)
+
+    versions = {"jax": jax.__version__, "flax": flax.__version__, "impl": impl,
+                "step": source, "compiler_options": options}
+    return step, versions
+
+
+def _local_charjax_step(config):
+    """Equivalent of charjax.train's step (normalise, Adam 1e-3, softmax CE)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax.training import train_state
+
+    from charjax import models
+
+    model = models.create_model(config.model, config.precision)
+    params = model.init({"params": jax.random.key(0)}, jnp.zeros((1, 48, 48, 1)))["params"]
+    state = train_state.TrainState.create(apply_fn=model.apply, params=params,
+                                          tx=optax.adam(config.learning_rate))
+
+    def train_step(state, batch, rng):
+        images = batch["image"].astype(jnp.float32) / 255.0
+
+        def loss_fn(p):
+            logits = state.apply_fn({"params": p}, images, train=True, rngs={"dropout": rng})
+            return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        return state.apply_gradients(grads=grads), {"loss": loss}
+
+    return state, train_step
+
+
+def keras_step(batch_size: int, precision: str):
+    sys.path.insert(0, HERE)
+    import keras
+    import tensorflow as tf
+    from keras_baseline import build_model
+
+    if os.environ.get("STEP_TIME_ONE_CORE"):
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    images, labels = random_batch(batch_size)
+    x = tf.constant(images.astype(np.float32) / 255.0)
+    y = tf.constant(labels)
+    model = build_model(mixed_bf16=precision == "bf16")
+
+    def step():
+        model.train_on_batch(x, y)
+
+    return step, {"tensorflow": tf.__version__, "keras": keras.__version__,
+                  "policy": keras.mixed_precision.global_policy().name}
+
+
+def torch_step(batch_size: int, precision: str):
+    import torch
+    from torch import nn
+
+    if os.environ.get("STEP_TIME_ONE_CORE"):
+        torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(64 * 10 * 10, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 62),
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    images, labels = random_batch(batch_size)
+    x = torch.from_numpy(images.astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
+    y = torch.from_numpy(labels.astype(np.int64))
+    model.train()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        loss.item()
+
+    return step, {"torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def worker(framework: str, precision: str, batch_size: int, warmup: int, steps: int) -> dict:
+    if os.environ.get("STEP_TIME_ONE_CORE"):
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+    if framework == "charjax":
+        step, versions = charjax_step(batch_size, precision)
+    elif framework == "charjax-flax":
+        step, versions = charjax_step(batch_size, precision, impl="flax")
+    elif framework == "keras":
+        step, versions = keras_step(batch_size, precision)
+    else:
+        step, versions = torch_step(batch_size, precision)
+    wall, cpu = timed(step, warmup, steps)
+    return {"framework": framework, "precision": precision, "batch_size": batch_size,
+            "median_step_ms": float(np.median(wall)) * 1e3,
+            "p10_step_ms": float(np.percentile(wall, 10)) * 1e3,
+            "median_cpu_ms": float(np.median(cpu)) * 1e3, "versions": versions}
+
+
+# --- driver ---
+
+
+def cpu_info() -> dict:
+    model = platform.processor() or "unknown"
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model in ("unknown", "x86_64", ""):
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+           if f in flags]
+    return {"cpu": model, "cores": os.cpu_count(), "isa": isa,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def run_worker(args, framework: str, precision: str, batch_size: int) -> dict | None:
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, precision,
+           str(batch_size), "--warmup", str(args.warmup), "--steps", str(args.steps)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
+    if args.one_core:
+        env["STEP_TIME_ONE_CORE"] = "1"
+        flags = env.get("XLA_FLAGS", "")
+        env["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    print(f"  {framework}/{precision}/B={batch_size} failed:\n{proc.stderr[-2000:]}",
+          file=sys.stderr)
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--precision", choices=("float32", "bf16", "all"), default="float32")
+    parser.add_argument("--batch-sizes", default="32,128,512")
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                        help="comma list of charjax, charjax-flax, keras, torch")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--one-core", action="store_true",
+                        help="pin every worker to one core with one compute thread: the work "
+                             "per step, much less sensitive to other load than wall time")
+    parser.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "PRECISION", "BATCH"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        framework, precision, batch = args.worker
+        result = worker(framework, precision, int(batch), args.warmup, args.steps)
+        print("RESULT " + json.dumps(result), flush=True)
+        return
+
+    info = cpu_info()
+    print(f"CPU: {info['cpu']}, {info['cores']} cores, ISA {' '.join(info['isa'])}")
+    print(f"Python {info['python']} ({sys.executable}), {info['platform']}")
+    if args.one_core:
+        print("one core per worker, one compute thread (--one-core)")
+    precisions = ("float32", "bf16") if args.precision == "all" else (args.precision,)
+    configs = []
+    for fw in args.frameworks.split(","):
+        if importlib.util.find_spec(MODULES[fw]) is None:
+            print(f"skipping {fw}: {MODULES[fw]} is not installed in {sys.executable}")
+            continue
+        configs += [(fw, p) for p in precisions if p in PRECISIONS[fw]]
+
+    runs: dict[tuple, list[dict]] = {}
+    for batch in [int(b) for b in args.batch_sizes.split(",")]:
+        for rep in range(args.repeats):
+            for fw, prec in configs:
+                r = run_worker(args, fw, prec, batch)
+                if r:
+                    runs.setdefault((fw, prec, batch), []).append(r)
+                    print(f"  run {rep + 1}: {fw:13s} {prec:8s} B={batch:4d} "
+                          f"median {r['median_step_ms']:8.1f} ms (cpu {r['median_cpu_ms']:.1f})",
+                          flush=True)
+
+    results = []
+    versions = {}
+    for (fw, prec, batch), rs in runs.items():
+        best = min(r["median_step_ms"] for r in rs)
+        results.append({"framework": fw, "precision": prec, "batch_size": batch,
+                        "median_step_ms": round(best, 2),
+                        "images_per_s": round(batch / best * 1e3, 1),
+                        "run_medians_ms": [round(r["median_step_ms"], 2) for r in rs],
+                        "median_cpu_ms": round(min(r["median_cpu_ms"] for r in rs), 2),
+                        "one_core": bool(args.one_core)})
+        versions[fw] = rs[0]["versions"]
+    print()
+    for fw, v in versions.items():
+        print(f"{fw}: " + ", ".join(f"{k} {val}" for k, val in v.items()))
+    print()
+    print_table(results)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"\nwrote {args.json}")
+
+
+def print_table(results: list[dict]) -> None:
+    """Markdown table; `vs Keras` = Keras step time / this step time at the same
+    batch size (float32 Keras for float32 rows, mixed_bfloat16 for bf16 rows)."""
+    keras = {(r["precision"], r["batch_size"]): r["median_step_ms"]
+             for r in results if r["framework"] == "keras"}
+    print("| framework | precision | batch | median ms/step | images/s | vs Keras | cpu ms/step |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in sorted(results, key=lambda r: (r["batch_size"], r["precision"], r["framework"])):
+        base = keras.get((r["precision"], r["batch_size"]))
+        ratio = f"{base / r['median_step_ms']:.2f}x" if base else "-"
+        print(f"| {r['framework']} | {r['precision']} | {r['batch_size']} | "
+              f"{r['median_step_ms']:.1f} | {r['images_per_s']:,.0f} | {ratio} | "
+              f"{r.get('median_cpu_ms', float('nan')):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
