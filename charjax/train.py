@@ -153,9 +153,9 @@ def make_device_train_step(
 
     def step(state, images, labels, perm, index, key):
         idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size)
-        if placement is not None:
-            idx = jax.lax.with_sharding_constraint(idx, placement.batch)
         batch = {"image": images[idx], "label": labels[idx]}
+        if placement is not None:
+            batch = jax.lax.with_sharding_constraint(batch, placement.batch)
         rng = jax.random.fold_in(key, state.step)
         return train_step(state, batch, rng, frozen, label_smoothing, ema_decay)
 
@@ -170,10 +170,10 @@ def make_device_eval_step(placement: distributed.Placement | None = None) -> Cal
     """Jitted eval step over (images, labels) gathered by padded indices and a mask."""
 
     def step(state, images, labels, idx, mask):
+        batch = {"image": images[idx], "label": labels[idx], "mask": mask}
         if placement is not None:
-            idx = jax.lax.with_sharding_constraint(idx, placement.batch)
-            mask = jax.lax.with_sharding_constraint(mask, placement.batch)
-        return eval_step(state, {"image": images[idx], "label": labels[idx], "mask": mask})
+            batch = jax.lax.with_sharding_constraint(batch, placement.batch)
+        return eval_step(state, batch)
 
     out = placement.replicated if placement is not None else None
     return jax.jit(step, out_shardings=out, compiler_options=layers.cpu_compiler_options())
@@ -214,10 +214,18 @@ def train_epoch(
     )
     perm = permute(jax.random.fold_in(key, 1), epoch, images.shape[0])
     first_step, history = int(jax.device_get(state.step)), []
+    # Several XLA:CPU devices share the host's threads: with many steps queued, a device
+    # can wait in a collective for a thread that never comes (a 40 s rendezvous timeout
+    # kills the run). Waiting for the step two back keeps the queue short; elsewhere the
+    # queue is unbounded and the host never waits.
+    cpu_mesh = placement is not None and placement.num_devices > 1
+    max_in_flight = 2 if cpu_mesh and jax.default_backend() == "cpu" else 0
     bar = reporter.progress(steps, f"epoch {epoch}") if reporter else contextlib.nullcontext()
     with bar:
         for i in range(steps):
             state, metrics = step_fn(state, images, labels, perm, i, key)
+            if max_in_flight and i >= max_in_flight:
+                jax.block_until_ready(history[i - max_in_flight])
             history.append(metrics)
             if reporter is not None and log_every and (i + 1) % log_every == 0:
                 recent = _period_means(history, log_every)

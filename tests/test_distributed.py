@@ -92,3 +92,16 @@ def test_two_processes_with_jax_distributed_train_like_one(trained_run, tmp_path
         assert p.returncode == 0, err
     assert "2 device(s), 2 process(es)" in outputs[0][1]
     _assert_same_run(json.loads((tmp_path / "metrics.json").read_text()), reference)
+
+
+def test_four_cpu_devices_survive_a_long_epoch(tmp_path):
+    # ~80 queued steps once starved a device of host threads inside a collective
+    # (XLA:CPU's rendezvous then aborts the process); the trainer bounds the queue.
+    cmd = [sys.executable, "-m", "charjax", "train", "--config", "configs/default.py",
+           "--workdir", str(tmp_path), *tiny_overrides(**{"data.synthetic.num_images": 3720}),
+           "--config.report.tensorboard=False", "--config.report.plots=False"]
+    run = subprocess.run(cmd, cwd=ROOT, env=_env(4), capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "rendezvous" not in run.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"][0]["epoch"] == 1
