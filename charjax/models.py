@@ -53,6 +53,29 @@ class TutorialCNN(nn.Module):
         return x.astype(jnp.float32)
 
 
+def _batch_norm(train: bool, dtype: jnp.dtype) -> functools.partial:
+    """BatchNorm with Keras' momentum; statistics live in the `batch_stats` collection."""
+    return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=dtype)
+
+
+class _BatchNormHead(nn.Module):
+    """flatten -> Dense (no bias) -> BN -> ReLU (sown as features) -> Dropout -> logits."""
+
+    hidden: int
+    dropout: float
+    num_classes: int
+    dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+        x = x.reshape((x.shape[0], -1))
+        x = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype, name="hidden")(x)
+        x = nn.relu(_batch_norm(train, self.dtype)(name="bn_hidden")(x))
+        self.sow("intermediates", "features", x)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
+
+
 class TutorialBN(nn.Module):
     """The classic MNIST recipe the tutorial's augmentation came from: two 5x5 conv blocks
     with batch norm, a 1024-wide dense layer, dropout."""
@@ -64,20 +87,14 @@ class TutorialBN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        norm = functools.partial(
-            nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype
-        )
+        norm = _batch_norm(train, self.dtype)
         x = x.astype(self.dtype)
         for i, features in enumerate((32, 64)):
             x = nn.Conv(features, (5, 5), padding="VALID", use_bias=False, dtype=self.dtype,
                         name=f"conv{i + 1}")(x)
             x = nn.max_pool(nn.relu(norm(name=f"bn{i + 1}")(x)), (2, 2), strides=(2, 2))
-        x = x.reshape((x.shape[0], -1))
-        x = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype, name="hidden")(x)
-        x = nn.relu(norm(name="bn_hidden")(x))
-        self.sow("intermediates", "features", x)
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
+        head = _BatchNormHead(self.hidden, self.dropout, self.num_classes, self.dtype, name="top")
+        return head(x, train)
 
 
 class CompactVGG(nn.Module):
@@ -92,9 +109,7 @@ class CompactVGG(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        norm = functools.partial(
-            nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype
-        )
+        norm = _batch_norm(train, self.dtype)
 
         def conv(x, features, kernel, name, padding="SAME"):
             x = nn.Conv(features, kernel, padding=padding, use_bias=False, dtype=self.dtype,
@@ -107,12 +122,8 @@ class CompactVGG(nn.Module):
         x = pool(conv(x.astype(self.dtype), 32, (5, 5), "conv1", padding="VALID"))  # 22x22
         x = pool(conv(conv(x, 64, (3, 3), "conv2"), 64, (3, 3), "conv3"))  # 11x11
         x = pool(conv(x, 128, (3, 3), "conv4"))  # 5x5
-        x = x.reshape((x.shape[0], -1))
-        x = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype, name="hidden")(x)
-        x = nn.relu(norm(name="bn_hidden")(x))
-        self.sow("intermediates", "features", x)
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
+        head = _BatchNormHead(self.hidden, self.dropout, self.num_classes, self.dtype, name="top")
+        return head(x, train)
 
 
 _REGISTRY: dict[str, Callable[[ml_collections.ConfigDict, jnp.dtype], nn.Module]] = {
