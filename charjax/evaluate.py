@@ -76,18 +76,19 @@ def per_class_accuracy(result: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def predict_probabilities(state: Any, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Softmax probabilities [N, 62] of a restored model on uint8 images [N, 48, 48, 1]."""
+@jax.jit
+def _probabilities(state: Any, images: jax.Array) -> jax.Array:
+    """Softmax of the evaluation weights; compiled once per model and batch shape."""
     from charjax import train  # late import: train uses this module
 
-    @jax.jit
-    def probs(state, images):
-        images = input_pipeline.normalize(images)
-        logits, _ = train._forward(state, state.eval_params(), images, False)
-        return jax.nn.softmax(logits)
+    logits, _ = train._forward(state, state.eval_params(), input_pipeline.normalize(images), False)
+    return jax.nn.softmax(logits)
 
+
+def predict_probabilities(state: Any, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Softmax probabilities [N, 62] of a restored model on uint8 images [N, 48, 48, 1]."""
     index, mask = input_pipeline.padded_batches(len(images), batch_size)
-    out = [np.asarray(probs(state, jnp.asarray(images[idx]))) for idx in index]
+    out = [np.asarray(_probabilities(state, jnp.asarray(images[idx]))) for idx in index]
     return np.concatenate(out)[mask.reshape(-1)]
 
 

@@ -7,6 +7,7 @@ loop (`train_and_evaluate`) owns the effects: data placement, logging, checkpoin
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -179,6 +180,13 @@ def make_device_eval_step(placement: distributed.Placement | None = None) -> Cal
     return jax.jit(step, out_shardings=out, compiler_options=layers.cpu_compiler_options())
 
 
+@functools.lru_cache(maxsize=8)
+def _permutation_fn(placement: distributed.Placement | None) -> Callable:
+    """The jitted epoch permutation, replicated on the mesh; built once per placement."""
+    out = placement.replicated if placement is not None else None
+    return jax.jit(input_pipeline.epoch_permutation, static_argnums=2, out_shardings=out)
+
+
 def _period_means(metrics: list, count: int) -> dict[str, float]:
     """Host means of the last `count` steps' metrics: the one device sync of a log period."""
     recent = jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *metrics[-count:])
@@ -208,11 +216,7 @@ def train_epoch(
             f"the training split has {images.shape[0]} images, fewer than one batch of "
             f"{batch_size}; lower batch_size or use more data"
         )
-    permute = jax.jit(
-        input_pipeline.epoch_permutation, static_argnums=2,
-        out_shardings=placement.replicated if placement is not None else None,
-    )
-    perm = permute(jax.random.fold_in(key, 1), epoch, images.shape[0])
+    perm = _permutation_fn(placement)(jax.random.fold_in(key, 1), epoch, images.shape[0])
     first_step, history = int(jax.device_get(state.step)), []
     # Several XLA:CPU devices share the host's threads: with many steps queued, a device
     # can wait in a collective for a thread that never comes (a 40 s rendezvous timeout
@@ -231,8 +235,7 @@ def train_epoch(
                 recent = _period_means(history, log_every)
                 reporter.step(first_step + i + 1, recent)
                 bar.update(log_every, loss=recent["loss"], accuracy=recent["accuracy"])
-    summed = jax.device_get(jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *history))
-    return state, {k: float(v) for k, v in summed.items()}
+    return state, _period_means(history, len(history))
 
 
 def resolved_config(config: ml_collections.ConfigDict) -> dict:
