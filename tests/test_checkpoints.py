@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +44,27 @@ def _cli(workdir, *flags):
             "--workdir", str(workdir), *flags]
 
 
+# Child process: the tiny run, SIGKILLed by itself right after epoch 2's checkpoint write starts
+# (Orbax writes in the background, so the kill lands mid-write or just after). A fixed kill point
+# instead of a timer: a timer raced the run on fast machines and the run finished first.
+_KILLED_RUN = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from conftest import tiny_config
+from charjax import checkpoints, train
+
+write = checkpoints.save
+
+def write_then_die(mngr, step, *args, **kwargs):
+    write(mngr, step, *args, **kwargs)
+    if step == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+checkpoints.save = write_then_die
+train.train_and_evaluate(tiny_config(num_epochs={epochs}), {workdir!r})
+"""
+
+
 def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path):
     epochs = 4
     overrides = tiny_overrides(num_epochs=epochs)
@@ -52,17 +72,13 @@ def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path):
     train.train_and_evaluate(tiny_config(num_epochs=epochs), str(straight))
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(killed, *overrides), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while not (killed / "checkpoints" / "1").exists():
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
-    time.sleep(0.3)  # into epoch 2 (or its checkpoint write)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "metrics.json").exists(), "the run finished before it was killed"
+    script = _KILLED_RUN.format(tests=os.path.join(ROOT, "tests"), epochs=epochs,
+                                workdir=str(killed))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert (killed / "checkpoints" / "1").exists()
+    assert not (killed / "metrics.json").exists()
 
     resumed = subprocess.run(_cli(killed, *overrides), cwd=ROOT, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
