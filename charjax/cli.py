@@ -114,6 +114,12 @@ def _eval(argv: list[str]) -> None:
     )
     worst = sorted(result["per_class"].items(), key=lambda kv: kv[1])[:5]
     print("weakest classes: " + ", ".join(f"{c} {a:.2f}" for c, a in worst))
+    result["most_confused"] = evaluate.most_confused_pairs(
+        evaluate.combine(probabilities, vote=FLAGS.vote), data.labels
+    )
+    if result["most_confused"]:
+        print("most confused (true->predicted): " + ", ".join(
+            f"{t}->{p} {n}" for t, p, n in result["most_confused"][:5]))
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -56,6 +56,8 @@ def train_ensemble(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "ensemble_mean_accuracy": mean["accuracy"],
         "ensemble_vote_accuracy": vote["accuracy"],
         "ensemble_mean_loss": mean["loss"],
+        "most_confused": evaluate.most_confused_pairs(evaluate.combine(probabilities),
+                                                      test.labels),
         "n": mean["n"],
     }
     if distributed.is_main_process():
@@ -66,4 +68,6 @@ def train_ensemble(config: ml_collections.ConfigDict, workdir: str) -> dict:
         count, mean["accuracy"], vote["accuracy"],
         ", ".join(f"{m['test_accuracy']:.4f}" for m in members),
     )
+    log.info("ensemble's most confused (true->predicted): %s",
+             ", ".join(f"{t}->{p} {n}" for t, p, n in result["most_confused"][:5]))
     return result

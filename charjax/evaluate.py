@@ -127,6 +127,16 @@ def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray) ->
     }
 
 
+def most_confused_pairs(
+    probabilities: np.ndarray, labels: np.ndarray, top: int = 10
+) -> list[tuple[str, str, int]]:
+    """The `top` commonest mistakes as (true char, predicted char, count), commonest first."""
+    from charjax.reporting import plots  # the package imports this module: import late
+
+    matrix = plots.confusion_matrix(labels, np.asarray(probabilities).argmax(-1))
+    return [(t, p, n) for t, p, n, _ in plots.most_confused(matrix, top)]
+
+
 def load_eval_data(spec: str, run_config: Any, split: str = "auto") -> Any:
     """The dataset to score a run on.
 

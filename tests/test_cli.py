@@ -57,7 +57,14 @@ def test_eval_reproduces_the_test_accuracy_of_training(trained_run, tmp_path):
     run = charjax("eval", "--workdir", str(workdir), "--dataset", "synthetic", "--json", str(out))
     assert run.returncode == 0, run.stderr
     metrics = json.loads(out.read_text())
-    assert set(metrics) == {"accuracy", "loss", "top5_accuracy", "n", "per_class"}
+    assert set(metrics) == {"accuracy", "loss", "top5_accuracy", "n", "per_class",
+                            "most_confused"}
+    errors = round((1 - metrics["accuracy"]) * metrics["n"])
+    assert sum(n for _, _, n in metrics["most_confused"]) <= errors
+    if errors:
+        true, predicted, count = metrics["most_confused"][0]
+        assert true != predicted and count >= 1
+        assert f"most confused (true->predicted): {true}->{predicted} {count}" in run.stdout
     assert metrics["accuracy"] == pytest.approx(result["test_accuracy"], abs=1e-9)
     assert metrics["loss"] == pytest.approx(result["test_loss"], rel=1e-4)
     assert metrics["top5_accuracy"] >= metrics["accuracy"]

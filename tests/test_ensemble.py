@@ -60,5 +60,14 @@ def test_two_member_ensemble_in_one_command(tmp_path):
          "--workdir", str(tmp_path / "member-1"), "--dataset", "synthetic", "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert ev.returncode == 0, ev.stderr
-    assert json.loads(out.read_text())["accuracy"] == pytest.approx(
-        result["ensemble_mean_accuracy"])
+    scored = json.loads(out.read_text())
+    assert scored["accuracy"] == pytest.approx(result["ensemble_mean_accuracy"])
+    assert [list(p) for p in result["most_confused"]] == scored["most_confused"]
+
+
+def test_most_confused_pairs_count_the_mistakes():
+    probs = np.full((5, 62), 0.001)
+    probs[np.arange(5), [1, 1, 1, 0, 2]] = 0.9  # predicted
+    labels = np.array([0, 0, 1, 0, 3])  # true: 0->1 twice, 0->0, 3->2 once, 1->1
+    pairs = evaluate.most_confused_pairs(probs, labels)
+    assert pairs == [("0", "1", 2), ("3", "2", 1)]

@@ -1,0 +1,43 @@
+# charjax train --config configs/emnist_vgg.py --workdir runs/emnist_vgg
+"""The best single model on real handwriting: compact_vgg with augmentation.
+
+Same data and split as configs/emnist.py (EMNIST ByClass 30k, stratified, val 0.1, test
+0.2, split_seed 0). compact_vgg (966k parameters, batch norm) trained 12 epochs with the
+augmentation on, Adam 2e-3 with one warm-up epoch and cosine decay. Measured: test accuracy
+0.8514 against 0.8163 for the Keras tutorial reference (benchmarks/RESULTS.md).
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _emnist_config() -> ml_collections.ConfigDict:
+    """configs/emnist.py, loaded by path: configs/ is not a package on sys.path."""
+    spec = importlib.util.spec_from_file_location("charjax_config_emnist",
+                                                  os.path.join(HERE, "emnist.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = _emnist_config()
+    config.num_epochs = 12
+    config.model.name = "compact_vgg"
+    config.learning_rate = 2e-3
+    config.optimizer.schedule = "cosine"
+    config.optimizer.warmup_epochs = 1.0
+    config.augment.enabled = True
+    # The ranges this model was measured with, pinned so a change of the library defaults
+    # does not silently change this recipe.
+    config.augment.prob = 1.0
+    config.augment.max_shift = 2.0
+    config.augment.max_rotation = 15.0
+    config.augment.max_shear = 10.0
+    config.augment.zoom_range = (0.9, 1.1)
+    config.report.projector_max = 0
+    return config
