@@ -4,10 +4,14 @@
 Data: shared/data/emnist-byclass/emnist_byclass_30k.npz (see its README), found relative
 to this file (../../shared/...), so it works from a clone placed beside shared/ whatever
 the working directory. Split: stratified per class, validation 0.1, test 0.2, split_seed 0
-(21,000 / 3,000 / 6,000 images, give or take rounding per class) — quote it with any figure;
+(20,998 / 2,999 / 6,003 images; per-class rounding) — quote it with any figure;
 it is not comparable with results on the full EMNIST test set.
 
-Quick smoke run: add --config.num_epochs=1.
+Recipe: the tutorial model and its Adam 1e-3 (cosine decay), 30 epochs as the tutorial ran,
+augmentation on with the library defaults. Measured on this split (benchmarks/RESULTS.md):
+test accuracy 0.8334 (seed 0) and 0.8371 (seed 1), against 0.8264 and 0.8248 without
+augmentation, and 0.8163 for the Keras tutorial pipeline (15 epochs); ~10 minutes on a
+2-core CPU. Quick smoke run: add --config.num_epochs=1.
 """
 
 import importlib.util
@@ -32,9 +36,10 @@ def _default_config() -> ml_collections.ConfigDict:
 
 def get_config() -> ml_collections.ConfigDict:
     config = _default_config()
-    config.num_epochs = 10
+    config.num_epochs = 30
     config.data.source = f"npz:{EMNIST_30K}"
     config.data.val_fraction = 0.1
     config.data.test_fraction = 0.2
     config.data.split_seed = 0
+    config.augment.enabled = True
     return config
