@@ -11,7 +11,6 @@ Needs the `bench` extra (tensorflow-cpu, keras) and charjax importable.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -22,13 +21,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-
-
-def load_config(path: str):
-    spec = importlib.util.spec_from_file_location("reference_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 def main() -> None:
@@ -43,9 +35,9 @@ def main() -> None:
     import keras
     from keras_baseline import build_model
 
-    from charjax import train
+    from charjax import config_files, train
 
-    config = load_config(args.config)
+    config = config_files.load(args.config)
     splits = train.load_splits(config)
 
     def arrays(ds):

@@ -71,15 +71,9 @@ def charjax_step(batch_size: int, precision: str, impl: str = "fast"):
     from charjax import layers
 
     try:
-        import importlib.util as iu
+        from charjax import config_files, train
 
-        from charjax import train
-
-        spec = iu.spec_from_file_location("charjax_default_config",
-                                          os.path.join(root, "configs", "default.py"))
-        module = iu.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        config = module.get_config()
+        config = config_files.load(os.path.join(root, "configs", "default.py"))
         with config.unlocked():
             config.precision = precision
             config.model.impl = impl

@@ -14,10 +14,11 @@ augmentation, and 0.8163 for the Keras tutorial pipeline (15 epochs); ~10 minute
 2-core CPU. Quick smoke run: add --config.num_epochs=1.
 """
 
-import importlib.util
 import os
 
 import ml_collections
+
+from charjax import config_files
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EMNIST_30K = os.path.normpath(
@@ -25,17 +26,8 @@ EMNIST_30K = os.path.normpath(
 )
 
 
-def _default_config() -> ml_collections.ConfigDict:
-    """configs/default.py, loaded by path: configs/ is not a package on sys.path."""
-    spec = importlib.util.spec_from_file_location("charjax_config_default",
-                                                  os.path.join(HERE, "default.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
 def get_config() -> ml_collections.ConfigDict:
-    config = _default_config()
+    config = config_files.sibling(__file__, "default.py")
     config.num_epochs = 30
     config.data.source = f"npz:{EMNIST_30K}"
     config.data.val_fraction = 0.1

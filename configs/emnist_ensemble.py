@@ -8,24 +8,12 @@ majority vote (WORKDIR/metrics.json). An interrupted run resumes member by membe
 Re-score any set of runs with: charjax eval --workdir A --workdir B ... [--vote].
 """
 
-import importlib.util
-import os
-
 import ml_collections
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _vgg_config() -> ml_collections.ConfigDict:
-    """configs/emnist_vgg.py, loaded by path: configs/ is not a package on sys.path."""
-    spec = importlib.util.spec_from_file_location("charjax_config_emnist_vgg",
-                                                  os.path.join(HERE, "emnist_vgg.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+from charjax import config_files
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = _vgg_config()
+    config = config_files.sibling(__file__, "emnist_vgg.py")
     config.ensemble_members = 5
     return config

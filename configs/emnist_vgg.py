@@ -7,25 +7,13 @@ augmentation on, Adam 2e-3 with one warm-up epoch and cosine decay. Measured: te
 0.8514 against 0.8163 for the Keras tutorial reference (benchmarks/RESULTS.md).
 """
 
-import importlib.util
-import os
-
 import ml_collections
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _emnist_config() -> ml_collections.ConfigDict:
-    """configs/emnist.py, loaded by path: configs/ is not a package on sys.path."""
-    spec = importlib.util.spec_from_file_location("charjax_config_emnist",
-                                                  os.path.join(HERE, "emnist.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+from charjax import config_files
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = _emnist_config()
+    config = config_files.sibling(__file__, "emnist.py")
     config.num_epochs = 12
     config.model.name = "compact_vgg"
     config.learning_rate = 2e-3

@@ -7,27 +7,15 @@ The split is stratified per class, so its sizes can differ from those by a few i
 rounding (the run logs the exact counts). About 25 minutes on a 2-core CPU.
 """
 
-import importlib.util
-import os
-
 import ml_collections
+
+from charjax import config_files
 
 TRAIN, VALIDATION, TEST = 44_788, 700, 11_198
 
 
-def _default_config() -> ml_collections.ConfigDict:
-    """configs/default.py, loaded by path: configs/ is not a package."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    spec = importlib.util.spec_from_file_location(
-        "charjax_config_default", os.path.join(here, "default.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
 def get_config() -> ml_collections.ConfigDict:
-    config = _default_config()
+    config = config_files.sibling(__file__, "default.py")
     total = TRAIN + VALIDATION + TEST
     config.num_epochs = 30
     config.optimizer.schedule = "constant"
