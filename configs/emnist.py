@@ -10,8 +10,8 @@ it is not comparable with results on the full EMNIST test set.
 Recipe: the tutorial model and its Adam 1e-3 (cosine decay), 30 epochs as the tutorial ran,
 augmentation on with the library defaults. Measured on this split (benchmarks/RESULTS.md):
 test accuracy 0.8334 (seed 0) and 0.8371 (seed 1), against 0.8264 and 0.8248 without
-augmentation, and 0.8163 for the Keras tutorial pipeline (15 epochs); ~10 minutes on a
-2-core CPU. Quick smoke run: add --config.num_epochs=1.
+augmentation, and 0.8163 for the Keras tutorial pipeline (15 epochs); about 7 minutes on
+a quiet 2-core CPU. Quick smoke run: add --config.num_epochs=1.
 """
 
 import os
