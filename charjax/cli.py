@@ -102,9 +102,8 @@ def _eval(argv: list[str]) -> None:
     restored = [checkpoints.load_for_inference(w) for w in FLAGS.workdir]
     data = evaluate.load_eval_data(FLAGS.dataset, restored[0][1], FLAGS.split)
     probabilities = [evaluate.predict_probabilities(state, data.images) for state, _ in restored]
-    result = evaluate.metrics_from_probabilities(
-        evaluate.combine(probabilities, vote=FLAGS.vote), data.labels
-    )
+    combined = evaluate.combine(probabilities, vote=FLAGS.vote)
+    result = evaluate.metrics_from_probabilities(combined, data.labels)
     how = f"{len(restored)} models, {'vote' if FLAGS.vote else 'mean probability'}"
     print(
         f"{FLAGS.dataset} ({FLAGS.split}, n={result['n']}"
@@ -114,9 +113,7 @@ def _eval(argv: list[str]) -> None:
     )
     worst = sorted(result["per_class"].items(), key=lambda kv: kv[1])[:5]
     print("weakest classes: " + ", ".join(f"{c} {a:.2f}" for c, a in worst))
-    result["most_confused"] = evaluate.most_confused_pairs(
-        evaluate.combine(probabilities, vote=FLAGS.vote), data.labels
-    )
+    result["most_confused"] = evaluate.most_confused_pairs(combined, data.labels)
     if result["most_confused"]:
         print("most confused (true->predicted): " + ", ".join(
             f"{t}->{p} {n}" for t, p, n in result["most_confused"][:5]))

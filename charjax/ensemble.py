@@ -43,7 +43,8 @@ def train_ensemble(config: ml_collections.ConfigDict, workdir: str) -> dict:
     restored = [checkpoints.load_for_inference(member_workdir(workdir, i)) for i in range(count)]
     test = evaluate.load_eval_data(config.data.source, config, "test")
     probabilities = [evaluate.predict_probabilities(state, test.images) for state, _ in restored]
-    mean = evaluate.metrics_from_probabilities(evaluate.combine(probabilities), test.labels)
+    combined = evaluate.combine(probabilities)
+    mean = evaluate.metrics_from_probabilities(combined, test.labels)
     vote = evaluate.metrics_from_probabilities(
         evaluate.combine(probabilities, vote=True), test.labels
     )
@@ -56,8 +57,7 @@ def train_ensemble(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "ensemble_mean_accuracy": mean["accuracy"],
         "ensemble_vote_accuracy": vote["accuracy"],
         "ensemble_mean_loss": mean["loss"],
-        "most_confused": evaluate.most_confused_pairs(evaluate.combine(probabilities),
-                                                      test.labels),
+        "most_confused": evaluate.most_confused_pairs(combined, test.labels),
         "n": mean["n"],
     }
     if distributed.is_main_process():
