@@ -40,10 +40,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.test_fraction = 0.1
     config.data.split_seed = 0
     config.data.cache_dir = ""  # empty: $CHARJAX_CACHE or ~/.cache/charjax
+    # Where a character sits in the 48x48 frame (charjax/framing.py), stored with the model so
+    # predict and serve frame a user's image the same way: "line" keeps size and baseline (o is
+    # smaller than O), "fit" scales the ink's box to fill the frame, as EMNIST does. It is
+    # how the synthetic set is drawn; npz and tfds arrays are taken as framed already.
+    config.data.framing = "line"
     config.data.synthetic = ml_collections.ConfigDict()
     config.data.synthetic.num_images = 62 * 800
     config.data.synthetic.seed = 0
-    config.data.synthetic.framing = "line"
     # Bad files (unreadable, unlabelled, outside the charset) stop the load with one error
     # naming the file; True leaves them out and lists them in WORKDIR/skipped_files.txt.
     config.data.skip_bad = False

@@ -30,6 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
     config = config_files.sibling(__file__, "default.py")
     config.num_epochs = 30
     config.data.source = f"npz:{EMNIST_30K}"
+    config.data.framing = "fit"  # EMNIST centres each character's box in the frame
     config.data.val_fraction = 0.1
     config.data.test_fraction = 0.2
     config.data.split_seed = 0

@@ -18,8 +18,8 @@ from charjax.errors import DataError
 
 
 def small_dataset() -> Dataset:
-    return datasets.load("synthetic", {"synthetic": {"num_images": 124, "seed": 1,
-                                                     "framing": "line"}})
+    return datasets.load("synthetic", {"framing": "line",
+                                       "synthetic": {"num_images": 124, "seed": 1}})
 
 
 def in_label_order(ds: Dataset) -> Dataset:

@@ -170,8 +170,8 @@ def test_unknown_name_and_bad_split(emnist_dir):
 def test_synthetic_through_tfds_matches_the_generator(tmp_path):
     from charjax.datasets import synthetic
 
-    cfg = {"tfds_data_dir": str(tmp_path), "synthetic": {"num_images": 124, "seed": 3,
-                                                         "framing": "fit"}}
+    cfg = {"tfds_data_dir": str(tmp_path), "framing": "fit",
+           "synthetic": {"num_images": 124, "seed": 3}}
     ds = datasets.load("tfds:synthetic", cfg)
     ref = synthetic.generate(124, 3, "fit")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from charjax import charset
+from charjax import charset, framing
 from charjax.datasets import skipped as skipped_lib
 from charjax.datasets.base import Dataset
 from charjax.datasets.skipped import Skipped
@@ -53,7 +53,7 @@ def _synthetic_args(data_config: Any) -> dict[str, Any]:
     return {
         "num_images": _option(data_config, "synthetic.num_images", 62 * 200),
         "seed": _option(data_config, "synthetic.seed", 0),
-        "framing": _option(data_config, "synthetic.framing", "line"),
+        "framing": framing.of_config(data_config),
     }
 
 

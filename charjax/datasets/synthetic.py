@@ -31,10 +31,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from charjax import charset
+from charjax import framing as framing_geometry
 from charjax.datasets.base import Dataset
 
 GENERATOR_VERSION: int = 2  # bump whenever the pixels for a given seed change
-FRAMINGS: tuple[str, ...] = ("line", "fit")
+FRAMINGS: tuple[str, ...] = framing_geometry.FRAMINGS
 
 _log = logging.getLogger("charjax.datasets.synthetic")
 
@@ -43,14 +44,13 @@ _log = logging.getLogger("charjax.datasets.synthetic")
 _SRC = 72
 _CAP_SRC = 32.0
 _BASE_SRC = 44.0
-# Output geometry (pixels of the 48x48 frame). Line framing keeps the cap height and baseline;
-# fit framing scales the ink box to _FIT_BOX, measured on real EMNIST (about 22 of 28 pixels
-# at half intensity, centred by the box, not the centre of mass).
-_SIZE = charset.IMAGE_SIZE
-_LINE_CAP = 22.0
-_LINE_BASE = 31.0
-_LINE_SHIFT = np.array([1.5, 1.0])  # position jitter (x, y) in line framing, pixels
-_FIT_BOX = 22 / 28 * _SIZE
+# Output geometry (pixels of the 48x48 frame), shared with the preparation of users' images:
+# line framing keeps the cap height and baseline; fit framing scales the ink box to _FIT_BOX.
+_SIZE = framing_geometry.SIZE
+_LINE_CAP = framing_geometry.LINE_CAP
+_LINE_BASE = framing_geometry.LINE_BASE
+_LINE_SHIFT = np.array(framing_geometry.LINE_SHIFT)  # position jitter (x, y) in line framing
+_FIT_BOX = framing_geometry.FIT_BOX
 _CHUNK = 512  # samples per random stream (changing it changes the pixels: bump the version)
 _HULL_DIRS = 16  # directions of the extreme points that stand in for a glyph's convex hull
 
