@@ -24,7 +24,7 @@ commands:
           train, keep the best weights by validation accuracy, score the test split
   eval    --workdir DIR [--workdir DIR2 ...] --dataset SPEC [--split S] [--vote] [--json F]
           restore the best checkpoint(s) and report accuracy, loss, top-5, per class
-  predict --workdir DIR [--top_k 3] IMAGE [IMAGE ...]
+  predict --workdir DIR [--top_k 3] [--json F] [--show DIR] IMAGE [IMAGE ...]
           the top-k characters of each image file (any size, colour or polarity)
   data export  --dataset SPEC --out DIR [--config CONFIG.py]
           write a dataset as a folder of PNGs, label in each name (folder:DIR reads it back)
@@ -125,27 +125,74 @@ def _eval(argv: list[str]) -> None:
 def _define_predict_flags() -> None:
     flags.DEFINE_multi_string("workdir", None, "Run directory; repeat it for an ensemble.")
     flags.DEFINE_integer("top_k", 3, "How many candidate characters to print per image.")
+    flags.DEFINE_string("json", None, "Also write the answers to this JSON file.")
+    flags.DEFINE_string("show", None, "Write the 48x48 input the model saw for each image "
+                        "into this folder (PNG).")
     flags.mark_flags_as_required(["workdir"])
 
 
 def _predict(argv: list[str]) -> None:
-    import numpy as np
+    import json
+    import os
 
-    from charjax import charset, checkpoints, evaluate, imageio
+    import numpy as np
+    from PIL import Image
+
+    from charjax import recognizer
 
     paths = argv[1:]
     if not paths:
         _fail("predict", "name at least one image file: charjax predict --workdir DIR IMAGE ...")
-    if not 1 <= FLAGS.top_k <= charset.NUM_CLASSES:
-        _fail("predict", f"--top_k must be in 1..{charset.NUM_CLASSES}, got {FLAGS.top_k}")
-    images = np.stack([imageio.read_image(p) for p in paths])
-    restored = [checkpoints.load_for_inference(w) for w in FLAGS.workdir]
-    probabilities = evaluate.combine(
-        [evaluate.predict_probabilities(state, images) for state, _ in restored]
-    )
-    for path, p in zip(paths, probabilities, strict=True):
-        best = np.argsort(-p)[: FLAGS.top_k]
-        print(path + ": " + "  ".join(f"{charset.index_to_char(i)} {p[i]:.3f}" for i in best))
+    try:
+        recognizer.check_top_k(FLAGS.top_k)
+    except ValueError as e:
+        _fail("predict", f"--{e}")
+    recs = [recognizer.Recognizer.load(w) for w in FLAGS.workdir]
+    answers = [rec.recognize(paths, FLAGS.top_k) for rec in recs]
+    results = answers[0]
+    if len(recs) > 1:  # an ensemble: the members' mean probability
+        results = _mean_of(recs, answers, FLAGS.top_k)
+    if FLAGS.show:
+        os.makedirs(FLAGS.show, exist_ok=True)
+    failed = 0
+    for index, r in enumerate(results):
+        if r.error:
+            failed += 1
+            print(f"charjax predict: error: {r.error}", file=sys.stderr)
+            continue
+        print(r.name + ": " + "  ".join(f"{c} {p:.3f}" for c, p in r.top))
+        if r.warning:
+            print(f"charjax predict: warning: {r.name}: {r.warning}", file=sys.stderr)
+        if FLAGS.show:
+            stem = os.path.splitext(os.path.basename(r.name))[0]
+            Image.fromarray(np.asarray(r.pixels)[..., 0]).save(
+                os.path.join(FLAGS.show, f"{index:04d}_{stem}.png"))
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
+            json.dump([{"file": r.name, "top": [[c, p] for c, p in r.top], "warning": r.warning,
+                        "error": r.error} for r in results], f, indent=2)
+    if failed:
+        if len(results) > 1:
+            print(f"charjax predict: {failed} of {len(results)} images could not be read",
+                  file=sys.stderr)
+        sys.exit(1)
+
+
+def _mean_of(recs: list, answers: list, top_k: int) -> list:
+    """Per image, the ensemble members' mean probability (each member frames it its own way)."""
+    import dataclasses
+
+    from charjax import evaluate
+
+    out = []
+    for i, first in enumerate(answers[0]):
+        if first.error:
+            out.append(first)
+            continue
+        probs = evaluate.combine([rec.probabilities(a[i].pixels[None])
+                                  for rec, a in zip(recs, answers, strict=True)])
+        out.append(dataclasses.replace(first, top=recs[0].top(probs[0], top_k)))
+    return out
 
 
 DATA_USAGE = "charjax data {export|preview} --dataset SPEC --out PATH [FLAGS]"

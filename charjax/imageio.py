@@ -86,20 +86,37 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Reads one image file as uint8 [48, 48, 1]; any problem is a DataError naming the file."""
+    return decode_image(read_bytes(path), os.fspath(path))
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """A file's bytes; a missing file, a folder or an unreadable one is a DataError naming it."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, not an image file") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-    return decode_image(data, path)
 
 
-def _decode(stream: io.BytesIO, name: str) -> np.ndarray:
+def open_picture(data: bytes, name: str, draft_size: int = 1024) -> Image.Image:
+    """Image file bytes -> a loaded, upright Pillow image in its own mode (alpha kept).
+
+    For `charjax.framing.prepare`, which crops to the ink before it shrinks, so large JPEGs
+    are decoded at no less than `draft_size` pixels. Problems are DataErrors naming `name`.
+    """
+    if not data:
+        raise DataError(f"{name}: empty file (0 bytes)")
+    return _decode(io.BytesIO(data), name, draft_size=draft_size, keep_mode=True)
+
+
+def _decode(
+    stream: io.BytesIO, name: str, draft_size: int = charset.IMAGE_SIZE, keep_mode: bool = False
+) -> np.ndarray | Image.Image:
     try:
         with Image.open(stream) as image:
             width, height = image.size
@@ -110,10 +127,12 @@ def _decode(stream: io.BytesIO, name: str) -> np.ndarray:
                 )
             if width == 0 or height == 0:
                 raise DataError(f"{name}: image has no pixels ({width}x{height})")
-            image.draft("L", (charset.IMAGE_SIZE, charset.IMAGE_SIZE))  # JPEG: decode small
+            image.draft(None if keep_mode else "L", (draft_size, draft_size))  # JPEG: small
             if image.format in _EXIF_FORMATS:
                 image = ImageOps.exif_transpose(image)
             image.load()
+            if keep_mode:
+                return image.copy()
             gray = np.asarray(to_grayscale(image))
     except DataError:
         raise

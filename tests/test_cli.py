@@ -78,10 +78,14 @@ def test_eval_of_an_empty_workdir_is_one_readable_line(tmp_path):
 
 
 def test_predict_names_the_right_character_for_a_known_image(trained_run, tmp_path):
+    from charjax import framing
+
     workdir, _ = trained_run
     state, config = checkpoints.load_for_inference(workdir)
     data = evaluate.load_eval_data("synthetic", config, "test")
-    probs = evaluate.predict_probabilities(state, data.images)
+    seen = np.stack([framing.prepare(x, framing.of_config(config.data)).pixels
+                     for x in data.images])
+    probs = evaluate.predict_probabilities(state, seen)
     right = np.flatnonzero(probs.argmax(-1) == data.labels)
     assert right.size, "the tiny run should get some test images right"
     i = int(right[0])

@@ -1,0 +1,216 @@
+"""A trained run as a recognizer: images or files in, the likeliest characters out.
+
+    rec = charjax.Recognizer.load("runs/demo")
+    rec.predict(["my_a.png", drawing_array], top_k=3)  # [[("a", 0.91), ("d", 0.04), ...], ...]
+
+Every image goes through `charjax.framing.prepare` with the framing stored in the run's
+config, so a drawing, a photo and an upload are framed as the model's training images were.
+Batches are padded to a few fixed sizes, so the model is compiled once per size, not once
+per call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from charjax import charset, framing, imageio, models
+from charjax.errors import CharjaxError, DataError
+
+BATCH_SIZES: tuple[int, ...] = (1, 8, 64, 256)  # inputs are padded to one of these
+ImageLike = str | os.PathLike | np.ndarray | Image.Image
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """One image's answer: top-k (character, probability), the 48x48 input, any warning.
+
+    `error` is set (and `top` empty) when the image could not be read.
+    """
+
+    name: str
+    top: list[tuple[str, float]]
+    pixels: np.ndarray | None = None
+    warning: str | None = None
+    error: str | None = None
+
+
+class Recognizer:
+    """A restored model, its classes and the framing its training data used."""
+
+    def __init__(
+        self,
+        model: Any,
+        variables: Any,
+        config: ml_collections.ConfigDict,
+        metrics: dict[str, Any] | None = None,
+    ):
+        self.model = model
+        self.variables = variables
+        self.config = config
+        self.framing = framing.of_config(config.get("data"))
+        self.classes: tuple[str, ...] = tuple(charset.CLASSES)
+        self.metrics = dict(metrics or {})
+        self._lock = threading.Lock()
+
+        def logits(variables: Any, images: jax.Array) -> jax.Array:
+            x = images.astype(jnp.float32) * (1.0 / 255.0)
+            return self.model.apply(variables, x, train=False)
+
+        self._logits = jax.jit(logits)
+
+    @classmethod
+    def load(
+        cls, workdir: str | os.PathLike, step: int | None = None, impl: str | None = None
+    ) -> Recognizer:
+        """The best checkpoint of a run (or `step`); `impl` swaps the model's formulation
+        (e.g. "flax": plain Flax layers, the same weights) where the model has one."""
+        from charjax import checkpoints
+
+        state, config = checkpoints.load_for_inference(workdir, step)
+        model_config = config.model
+        if impl is not None:
+            model_config = ml_collections.ConfigDict(config.model.to_dict())
+            model_config.impl = impl
+        model = models.create_model(model_config, config.get("precision", "float32"))
+        params = state.ema_params if state.ema_params is not None else state.params
+        variables = {"params": params}
+        if state.batch_stats:
+            variables["batch_stats"] = state.batch_stats
+        return cls(model, variables, config, _read_metrics(workdir))
+
+    # ------------------------------------------------------------------ public API
+    def predict(self, images: ImageLike | Sequence[ImageLike], top_k: int = 3
+                ) -> list[list[tuple[str, float]]]:
+        """Per image, its `top_k` (character, probability), likeliest first.
+
+        `images`: one image or a list of them: file paths, Pillow images, arrays [H, W] or
+        [H, W, 1|2|3|4] of any size (uint8 0-255 or float 0-1), or a batch [N, H, W(, C)].
+        An unreadable file raises a DataError naming it (`recognize` reports it instead).
+        """
+        results = self.recognize(images, top_k)
+        for r in results:
+            if r.error:
+                raise DataError(r.error)
+        return [r.top for r in results]
+
+    def recognize(self, images: ImageLike | Sequence[ImageLike], top_k: int = 3) -> list[Result]:
+        """Like `predict`, with each image's model input and warning; bad files are reported
+        in their own Result while every other image is still answered."""
+        check_top_k(top_k)
+        items = list(_as_items(images))
+        prepared: list[framing.Prepared | None] = []
+        names, errors = [], []
+        for index, item in enumerate(items):
+            name = os.fspath(item) if isinstance(item, str | os.PathLike) else f"image {index}"
+            names.append(name)
+            try:
+                prepared.append(self.prepare(item))
+                errors.append(None)
+            except (CharjaxError, ValueError) as e:
+                prepared.append(None)
+                errors.append(str(e) if name in str(e) else f"{name}: {e}")
+        good = [p.pixels for p in prepared if p is not None]
+        probs = iter(self.probabilities(np.stack(good)) if good else [])
+        results = []
+        for name, p, error in zip(names, prepared, errors, strict=True):
+            if p is None:
+                results.append(Result(name, [], error=error))
+                continue
+            results.append(Result(name, self.top(next(probs), top_k), p.pixels, p.warning))
+        return results
+
+    def prepare(self, image: ImageLike) -> framing.Prepared:
+        """One image (or file) -> the model's 48x48 input, framed as its training data was."""
+        if isinstance(image, str | os.PathLike):
+            path = os.fspath(image)
+            image = imageio.open_picture(imageio.read_bytes(path), path)
+        return framing.prepare(image, self.framing)
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """Softmax [N, 62] of prepared uint8 inputs [N, 48, 48, 1]."""
+        logits = self.logits(pixels)
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
+
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """Logits [N, 62] of uint8 inputs [N, 48, 48, 1], padded to fixed batch sizes.
+
+        Thread-safe: concurrent callers (a web server's workers) take turns.
+        """
+        pixels = np.asarray(pixels)
+        if pixels.ndim != 4 or pixels.shape[1:] != charset.IMAGE_SHAPE:
+            raise ValueError(f"inputs must be [N, 48, 48, 1], got {pixels.shape}")
+        out = []
+        for chunk, size in _chunks(len(pixels)):
+            part = pixels[chunk]
+            batch = np.zeros((size, *charset.IMAGE_SHAPE), np.uint8)
+            batch[: len(part)] = part
+            with self._lock:
+                logits = np.asarray(self._logits(self.variables, batch))
+            out.append(logits[: len(part)])
+        return np.concatenate(out) if out else np.zeros((0, charset.NUM_CLASSES), np.float32)
+
+    def top(self, probabilities: np.ndarray, top_k: int) -> list[tuple[str, float]]:
+        best = np.argsort(-probabilities, kind="stable")[:top_k]
+        return [(self.classes[i], float(probabilities[i])) for i in best]
+
+    def info(self) -> dict[str, Any]:
+        """What a client needs to know about the model (served as GET /model)."""
+        return {
+            "classes": "".join(self.classes),
+            "model": str(self.config.model.name),
+            "framing": self.framing,
+            "image_size": charset.IMAGE_SIZE,
+            "test_accuracy": self.metrics.get("test_accuracy"),
+            "guides": framing.line_guides() if self.framing == "line" else None,
+        }
+
+
+def check_top_k(top_k: int) -> int:
+    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer):
+        raise ValueError(f"top_k must be an integer, got {top_k!r}")
+    if not 1 <= top_k <= charset.NUM_CLASSES:
+        raise ValueError(f"top_k must be in 1..{charset.NUM_CLASSES}, got {top_k}")
+    return int(top_k)
+
+
+def _as_items(images: Any) -> Iterable[Any]:
+    """One image or many -> many (a 2-D array or [H, W, C<=4] is one image)."""
+    if isinstance(images, str | os.PathLike | Image.Image):
+        return [images]
+    if isinstance(images, np.ndarray | jax.Array):
+        arr = np.asarray(images)
+        if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] <= 4):
+            return [arr]
+        if arr.ndim in (3, 4):
+            return list(arr)
+        raise ValueError(f"an image array is [H, W(, C)] or a batch of them, got {arr.shape}")
+    return images
+
+
+def _chunks(n: int) -> Iterable[tuple[slice, int]]:
+    """Slices of at most the largest batch size, each with the padded size it runs at."""
+    largest = BATCH_SIZES[-1]
+    for start in range(0, n, largest):
+        count = min(largest, n - start)
+        size = next(s for s in BATCH_SIZES if s >= count)
+        yield slice(start, start + count), size
+
+
+def _read_metrics(workdir: str | os.PathLike) -> dict[str, Any]:
+    try:
+        with open(os.path.join(os.fspath(workdir), "metrics.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
