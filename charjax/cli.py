@@ -26,6 +26,10 @@ commands:
           restore the best checkpoint(s) and report accuracy, loss, top-5, per class
   predict --workdir DIR [--top_k 3] [--json F] [--show DIR] IMAGE [IMAGE ...]
           the top-k characters of each image file (any size, colour or polarity)
+  serve   --workdir DIR [--host 127.0.0.1] [--port 8000]
+          a web page to draw or upload a character, and a JSON API (POST /predict)
+  export  --workdir DIR --out FILE [--format jaxexport|onnx]
+          the inference function with its weights, runnable with JAX alone (or ONNX Runtime)
   data export  --dataset SPEC --out DIR [--config CONFIG.py]
           write a dataset as a folder of PNGs, label in each name (folder:DIR reads it back)
   data preview --dataset SPEC --out GRID.png [--n 64] [--augment] [--seed 0] [--config CONFIG.py]
@@ -195,6 +199,40 @@ def _mean_of(recs: list, answers: list, top_k: int) -> list:
     return out
 
 
+def _define_serve_flags() -> None:
+    flags.DEFINE_string("workdir", None, "Run directory to serve.")
+    flags.DEFINE_string("host", "127.0.0.1", "Address to listen on; 127.0.0.1 keeps it local.")
+    flags.DEFINE_integer("port", 8000, "Port to listen on.")
+    flags.mark_flags_as_required(["workdir"])
+
+
+def _serve(argv: list[str]) -> None:
+    if len(argv) > 1:
+        _fail("serve", f"unexpected arguments {argv[1:]}")
+    if not 0 < FLAGS.port < 65536:
+        _fail("serve", f"--port must be in 1..65535, got {FLAGS.port}")
+    from charjax import serve
+
+    serve.run_server(FLAGS.workdir, FLAGS.host, FLAGS.port)
+
+
+def _define_export_flags() -> None:
+    flags.DEFINE_string("workdir", None, "Run directory whose best checkpoint is exported.")
+    flags.DEFINE_string("out", None, "File to write (model.jaxexport, model.onnx).")
+    flags.DEFINE_enum("format", "jaxexport", ["jaxexport", "onnx"],
+                      "jaxexport: serialised StableHLO for jax.export; onnx: an ONNX graph.")
+    flags.mark_flags_as_required(["workdir", "out"])
+
+
+def _export(argv: list[str]) -> None:
+    if len(argv) > 1:
+        _fail("export", f"unexpected arguments {argv[1:]}")
+    from charjax import export
+
+    path = export.export_run(FLAGS.workdir, FLAGS.out, FLAGS.format)
+    print(f"wrote {path}")
+
+
 DATA_USAGE = "charjax data {export|preview} --dataset SPEC --out PATH [FLAGS]"
 
 
@@ -259,6 +297,8 @@ COMMANDS: dict[str, tuple[Callable[[], None], Callable[[list[str]], None]]] = {
     "train": (_define_train_flags, _train),
     "eval": (_define_eval_flags, _eval),
     "predict": (_define_predict_flags, _predict),
+    "serve": (_define_serve_flags, _serve),
+    "export": (_define_export_flags, _export),
     "data": (_define_data_flags, _data),
 }
 

@@ -74,12 +74,12 @@ class Recognizer:
         cls, workdir: str | os.PathLike, step: int | None = None, impl: str | None = None
     ) -> Recognizer:
         """The best checkpoint of a run (or `step`); `impl` swaps the model's formulation
-        (e.g. "flax": plain Flax layers, the same weights) where the model has one."""
+        (e.g. "flax": plain Flax layers, the same weights) for models that have several."""
         from charjax import checkpoints
 
         state, config = checkpoints.load_for_inference(workdir, step)
         model_config = config.model
-        if impl is not None:
+        if impl is not None and "impl" in config.model:
             model_config = ml_collections.ConfigDict(config.model.to_dict())
             model_config.impl = impl
         model = models.create_model(model_config, config.get("precision", "float32"))

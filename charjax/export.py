@@ -1,0 +1,89 @@
+"""`charjax export`: a run's inference function with its weights, runnable without charjax.
+
+* ``jaxexport``: `jax.export` serialised StableHLO with a symbolic batch dimension; reload it
+  with JAX alone: ``jax.export.deserialize(bytearray(open(p, "rb").read())).call(x)``.
+* ``onnx``: the same function converted by jax2onnx (``pip install charjax[onnx]``), for
+  ONNX Runtime and other ONNX tools.
+
+Both take float32 [N, 48, 48, 1] in 0-1 (white ink on black, framed by
+`charjax.framing.prepare`) and return logits [N, 62] over `charset.CLASSES`. The plain Flax
+formulation of the model is exported (the same weights), so no custom kernel is baked in;
+``FILE.json`` beside the export names the classes, the framing and the input convention.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from charjax import charset
+from charjax.errors import CharjaxError
+from charjax.recognizer import Recognizer
+
+FORMATS = ("jaxexport", "onnx")
+INPUT = "float32 [N, 48, 48, 1], 0-1, white ink on black, framed by charjax.framing.prepare"
+
+
+def plain_model(rec: Recognizer) -> Any:
+    """The recognizer's model in its plain Flax formulation (same parameters)."""
+    import ml_collections
+
+    from charjax import models
+
+    config = ml_collections.ConfigDict(rec.config.model.to_dict())
+    if "impl" in config:
+        config.impl = "flax"
+    return models.create_model(config, rec.config.get("precision", "float32"))
+
+
+def inference_fn(rec: Recognizer) -> Callable[[jax.Array], jax.Array]:
+    """float32 images [N, 48, 48, 1] in 0-1 -> logits [N, 62], the weights closed over."""
+    variables = jax.tree_util.tree_map(jnp.asarray, rec.variables)
+
+    def logits(images: jax.Array) -> jax.Array:
+        return rec.model.apply(variables, images, train=False)
+
+    return logits
+
+
+def to_jax_export(rec: Recognizer, platforms: tuple[str, ...] | None = None) -> bytes:
+    """Serialised `jax.export.Exported` of the recognizer's logits, batch size symbolic."""
+    (batch,) = jax.export.symbolic_shape("n")
+    spec = jax.ShapeDtypeStruct((batch, *charset.IMAGE_SHAPE), jnp.float32)
+    exported = jax.export.export(jax.jit(inference_fn(rec)), platforms=platforms)(spec)
+    return bytes(exported.serialize())
+
+
+def to_onnx(rec: Recognizer) -> bytes:
+    """The recognizer's logits as an ONNX model (needs the `onnx` extra: jax2onnx)."""
+    try:
+        from jax2onnx import to_onnx as convert
+    except ImportError:
+        raise CharjaxError(
+            "--format onnx needs jax2onnx and onnx: pip install 'charjax[onnx]'"
+        ) from None
+    model = convert(inference_fn(rec), inputs=[("N", *charset.IMAGE_SHAPE)],
+                    model_name="charjax")
+    return model.SerializeToString()
+
+
+def export_run(workdir: str | os.PathLike, out: str | os.PathLike, fmt: str = "jaxexport") -> str:
+    """Writes the run's best model to `out` (and `out`.json describing it); returns `out`."""
+    if fmt not in FORMATS:
+        raise CharjaxError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
+    rec = Recognizer.load(workdir)
+    rec = Recognizer(plain_model(rec), rec.variables, rec.config, rec.metrics)
+    blob = to_jax_export(rec) if fmt == "jaxexport" else to_onnx(rec)
+    out = os.fspath(out)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "wb") as f:
+        f.write(blob)
+    with open(out + ".json", "w") as f:
+        json.dump({**rec.info(), "format": fmt, "input": INPUT, "output": "logits [N, 62]"},
+                  f, indent=2)
+    return out
