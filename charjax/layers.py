@@ -171,53 +171,108 @@ def _block_forward_unchunked(
         z = lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
                                      dimension_numbers=_DIMENSION_NUMBERS,
                                      preferred_element_type=acc)
+    return _pool_bias_relu(z, bias, x.dtype)
+
+
+def _onednn_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """conv_valid(x, kernel) by oneDNN, float32 result (bf16 products summed in float32)."""
+    (b, h, w, _), (kh, kw, _, o) = x.shape, kernel.shape
+    out = jax.ShapeDtypeStruct((b, h - kh + 1, w - kw + 1, o), jnp.float32)
+    return jax.ffi.ffi_call("charjax_onednn_conv_fwd", out)(x, kernel)
+
+
+def _onednn_kernel_grad(x: jax.Array, gz: jax.Array, kernel_shape: tuple[int, ...]) -> jax.Array:
+    """_kernel_grad by oneDNN, in float32."""
+    out = jax.ShapeDtypeStruct(kernel_shape, jnp.float32)
+    return jax.ffi.ffi_call("charjax_onednn_conv_bwd_weights", out)(x, gz.astype(x.dtype))
+
+
+def _onednn_input_grad(gz: jax.Array, kernel: jax.Array, x_shape: tuple[int, ...]) -> jax.Array:
+    """_input_grad by oneDNN, in the kernel's dtype."""
+    out = jax.ShapeDtypeStruct(x_shape, kernel.dtype)
+    return jax.ffi.ffi_call("charjax_onednn_conv_bwd_data", out)(gz.astype(kernel.dtype), kernel)
+
+
+def _pool_bias_relu(z: jax.Array, bias: jax.Array, dtype: jnp.dtype):
+    """(relu(pool(z) + bias) in `dtype`, first-maximum index) of a float32-or-wider z."""
     # reduce_window is not loop-fusible on XLA:CPU, so the pooled tensor is written
     # once instead of being recomputed inside every (transposing) consumer.
     y = lax.reduce_window(z, jnp.array(-jnp.inf, z.dtype), lax.max, (1, 2, 2, 1), (1, 2, 2, 1),
                           "VALID")
     a, b, c, _ = _corners(z)
     first = jnp.where(a == y, 0, jnp.where(b == y, 1, jnp.where(c == y, 2, 3))).astype(jnp.int8)
-    out = jnp.maximum(y + bias.astype(acc), jnp.zeros((), acc)).astype(x.dtype)
+    out = jnp.maximum(y + bias.astype(z.dtype), jnp.zeros((), z.dtype)).astype(dtype)
     return out, first
 
 
-@jax.custom_vjp
-def conv_relu_pool(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+def _onednn_block_forward(
+    x: jax.Array, kernel: jax.Array, bias: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """_block_forward with oneDNN's convolution (the pool stays in XLA)."""
+    if x.shape[-1] == 1:  # the 1-channel layer: XLA's taps in cache-sized chunks are faster
+        return _block_forward(x, kernel, bias)
+    return _pool_bias_relu(_onednn_conv(x, kernel), bias, x.dtype)
+
+
+def _block_backward(kernel_grad, input_grad):
+    """The block's VJP given the two convolution gradients (XLA's or oneDNN's)."""
+
+    def bwd(res: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """ReLU mask, bias sum, unpool by the saved index, then input/kernel grads."""
+        x, kernel, first, out = res
+        g = jnp.where(out > 0, g, jnp.zeros((), g.dtype))
+        d_bias = jnp.sum(g, axis=(0, 1, 2), dtype=jnp.promote_types(g.dtype, jnp.float32))
+        d_bias = d_bias.astype(kernel.dtype)
+        gz = _unpool(g, first)
+        d_kernel = kernel_grad(x, gz, kernel.shape).astype(kernel.dtype)
+        d_x = input_grad(gz, kernel, x.shape)  # dead code for the first layer: XLA drops it
+        return d_x, d_kernel, d_bias
+
+    return bwd
+
+
+def _make_block(forward, kernel_grad, input_grad, doc: str):
+    @jax.custom_vjp
+    def block(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+        return forward(x, kernel, bias)[0]
+
+    def fwd(x: jax.Array, kernel: jax.Array, bias: jax.Array):
+        out, first = forward(x, kernel, bias)
+        return out, (x, kernel, first, out)
+
+    block.defvjp(fwd, _block_backward(kernel_grad, input_grad))
+    block.__doc__ = doc
+    return block
+
+
+conv_relu_pool = _make_block(
+    _block_forward, _kernel_grad, _input_grad,
     """relu(max_pool_2x2(conv_valid(x, kernel) + bias)), written as relu(pool(conv) + bias).
 
     max(a + b) = max(a) + b and relu is monotone, so the two orders agree bit for bit;
     this one adds and clips a quarter of the elements. The backward pass is written by
     hand: first-maximum routing for the pool (as select_and_scatter), Eigen convolutions
     for the gradients.
-    """
-    return _block_forward(x, kernel, bias)[0]
+    """,
+)
 
+onednn_conv_relu_pool = _make_block(
+    _onednn_block_forward, _onednn_kernel_grad, _onednn_input_grad,
+    """conv_relu_pool with oneDNN's convolutions (charjax.kernels must be available).
 
-def _conv_relu_pool_fwd(x: jax.Array, kernel: jax.Array, bias: jax.Array):
-    out, first = _block_forward(x, kernel, bias)
-    return out, (x, kernel, first, out)
-
-
-def _conv_relu_pool_bwd(res: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """ReLU mask, bias sum, unpool by the saved index, then Eigen input/kernel grads."""
-    x, kernel, first, out = res
-    g = jnp.where(out > 0, g, jnp.zeros((), g.dtype))
-    d_bias = jnp.sum(g, axis=(0, 1, 2), dtype=jnp.promote_types(g.dtype, jnp.float32))
-    d_bias = d_bias.astype(kernel.dtype)
-    gz = _unpool(g, first)
-    d_kernel = _kernel_grad(x, gz, kernel.shape)
-    d_x = _input_grad(gz, kernel, x.shape)  # dead code for the first layer: XLA drops it
-    return d_x, d_kernel, d_bias
-
-
-conv_relu_pool.defvjp(_conv_relu_pool_fwd, _conv_relu_pool_bwd)
+    Forward, input gradient and kernel gradient of a multi-channel layer run as oneDNN
+    FFI calls, in bf16 with float32 sums when the inputs are bf16; the 1-channel
+    layer's forward stays XLA's. Pooling, bias and ReLU are the same XLA code.
+    """,
+)
 
 
 class ConvReluPool(nn.Module):
     """`max_pool(relu(Conv(features, kernel_size, VALID)(x)), 2, 2)` with nn.Conv's params.
 
     Parameters are created in `param_dtype` (float32 master weights) under nn.Conv's
-    names, shapes and initialisers, and cast to `dtype` for the compute.
+    names, shapes and initialisers, and cast to `dtype` for the compute. `impl`: "fast"
+    (XLA's convolutions) or "onednn" (charjax.kernels), same parameters and maths.
     """
 
     features: int
@@ -226,6 +281,7 @@ class ConvReluPool(nn.Module):
     param_dtype: jnp.dtype = jnp.float32
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
     bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+    impl: str = "fast"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -235,4 +291,5 @@ class ConvReluPool(nn.Module):
         )
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        return conv_relu_pool(x, kernel, bias)
+        block = onednn_conv_relu_pool if self.impl == "onednn" else conv_relu_pool
+        return block(x, kernel, bias)

@@ -8,43 +8,49 @@ lives in the loss. The layer just before the classifier is sown as
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import ml_collections
 
-from charjax import charset, layers
+from charjax import charset, kernels, layers
+
+log = logging.getLogger(__name__)
 
 
 class TutorialCNN(nn.Module):
     """The tutorial's network: conv5-pool-conv3-pool-dense-dropout-dense (846,654 params).
 
-    `impl='fast'` (default) computes the same function with the same parameter tree
-    through `charjax.layers` (cheaper max-pool gradient, bias/ReLU after the pool);
+    `impl='fast'` computes the same function with the same parameter tree through
+    `charjax.layers` (cheaper max-pool gradient, bias/ReLU after the pool);
+    `impl='onednn'` is that with oneDNN's convolutions (`charjax.kernels`);
     `impl='flax'` is the plain nn.Conv / nn.max_pool formulation. Checkpoints of one
-    load into the other.
+    load into the others. `create_model` turns 'auto' into one of them.
     """
 
     num_classes: int = charset.NUM_CLASSES
     hidden: int = 128
     dropout: float = 0.5
     dtype: jnp.dtype = jnp.float32
-    impl: str = "fast"
+    impl: str = "fast"  # create_model resolves the config's "auto"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = x.astype(self.dtype)
-        if self.impl == "fast":
-            x = layers.ConvReluPool(32, (5, 5), dtype=self.dtype, name="conv1")(x)
-            x = layers.ConvReluPool(64, (3, 3), dtype=self.dtype, name="conv2")(x)
+        if self.impl in ("fast", "onednn"):
+            block = functools.partial(layers.ConvReluPool, dtype=self.dtype, impl=self.impl)
+            x = block(32, (5, 5), name="conv1")(x)
+            x = block(64, (3, 3), name="conv2")(x)
         elif self.impl == "flax":
             x = nn.Conv(32, (5, 5), padding="VALID", dtype=self.dtype, name="conv1")(x)
             x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
             x = nn.Conv(64, (3, 3), padding="VALID", dtype=self.dtype, name="conv2")(x)
             x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
         else:
-            raise ValueError(f"unknown impl {self.impl!r}; choose 'fast' or 'flax'")
+            raise ValueError(f"unknown impl {self.impl!r}; choose one of {IMPLS}")
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="hidden")(x))
         self.sow("intermediates", "features", x)
@@ -131,7 +137,7 @@ _REGISTRY: dict[str, Callable[[ml_collections.ConfigDict, jnp.dtype], nn.Module]
         hidden=cfg.get("hidden", 128),
         dropout=cfg.get("dropout", 0.5),
         dtype=dtype,
-        impl=cfg.get("impl", "fast"),
+        impl=resolve_impl(cfg.get("impl", "auto")),
     ),
     "tutorial_bn": lambda cfg, dtype: TutorialBN(
         hidden=cfg.get("bn_hidden", 1024), dropout=cfg.get("dropout", 0.5), dtype=dtype
@@ -140,6 +146,42 @@ _REGISTRY: dict[str, Callable[[ml_collections.ConfigDict, jnp.dtype], nn.Module]
 }
 # The tutorial picked its networks by number; model 1 is the one it trained.
 _ALIASES: dict[str, str] = {"1": "tutorial", "2": "tutorial_bn", "3": "compact_vgg"}
+
+
+IMPLS = ("auto", "onednn", "fast", "flax")
+
+
+def resolve_impl(impl: str, backend: str | None = None) -> str:
+    """The tutorial network's implementation for this process: 'auto' is oneDNN on a CPU
+    where charjax.kernels load, XLA's fast path on other CPUs, plain Flax layers on
+    accelerators (cuDNN needs none of the CPU rewrites). Logs the choice once."""
+    if impl not in IMPLS:
+        raise ValueError(f"unknown impl {impl!r}; choose one of {IMPLS}")
+    backend = backend or jax.default_backend()
+    reason = ""
+    if impl == "auto":
+        if backend != "cpu":
+            impl = "flax"
+        else:
+            status = kernels.status()
+            impl = "onednn" if status.available else "fast"
+            reason = status.detail
+    elif impl == "onednn":
+        status = kernels.status()
+        if not status.available:
+            raise RuntimeError(f"model.impl='onednn' but {status.detail}")
+        reason = status.detail
+    _log_impl(impl, backend, reason)
+    return impl
+
+
+@functools.cache
+def _log_impl(impl: str, backend: str, reason: str) -> None:
+    kind = {"onednn": reason, "fast": "XLA convolutions, charjax.layers fast path",
+            "flax": "XLA convolutions, plain Flax layers"}[impl]
+    if impl == "fast" and reason:
+        kind += f" (oneDNN kernels unavailable: {reason})"
+    log.info("backend %s, model kernels: %s", backend, kind)
 
 
 def model_names() -> list[str]:

@@ -32,7 +32,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.name = "tutorial"
     config.model.hidden = 128
     config.model.dropout = 0.5
-    config.model.impl = "fast"  # or "flax": same maths and weights, plain nn.Conv/nn.max_pool
+    # "auto": oneDNN kernels on CPU where they load, else XLA's "fast" path; "flax" (plain
+    # nn.Conv/nn.max_pool) on GPU. Same maths and parameters in all, so checkpoints move.
+    config.model.impl = "auto"
 
     config.data = ml_collections.ConfigDict()
     config.data.source = "synthetic"  # or npz:PATH, folder:PATH, tfds:emnist/byclass[:SPLIT]

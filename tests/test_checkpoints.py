@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, tiny_config, tiny_overrides
 
-from charjax import checkpoints, train
+from charjax import checkpoints, kernels, train
 from charjax.errors import CheckpointError
 
 
@@ -51,7 +51,7 @@ _KILLED_RUN = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 from conftest import tiny_config
-from charjax import checkpoints, train
+from charjax import checkpoints, kernels, train
 
 write = checkpoints.save
 
@@ -83,6 +83,8 @@ def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path):
     resumed = subprocess.run(_cli(killed, *overrides), cwd=ROOT, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from the checkpoint of epoch" in resumed.stderr
+    # with the oneDNN kernels where they load: they must be deterministic across processes
+    assert ("model kernels: oneDNN" in resumed.stderr) == kernels.available(), resumed.stderr
     assert not [p for p in os.listdir(killed / "checkpoints") if "tmp" in p]
 
     (a, history_a), (b, history_b) = _final_state(straight), _final_state(killed)

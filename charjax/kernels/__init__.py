@@ -1,0 +1,128 @@
+"""oneDNN convolutions inside the jitted CPU step, through XLA's typed FFI.
+
+XLA:CPU has no bf16 convolution and its float32 convolution gradients are slower than
+oneDNN's on x86-64, so the conv-pool blocks call oneDNN as FFI custom calls and leave
+everything around them (pooling, ReLU, loss, Adam) to XLA. The C++ source beside this
+file is compiled on first use with the machine's g++ against the `onednn-cpu-gomp`
+wheel's headers and library, into the charjax cache ($CHARJAX_CACHE or
+~/.cache/charjax), keyed by a hash of everything the binary depends on.
+
+`status()` says whether the kernels can be used and, if not, why: no compiler, not
+x86-64 Linux, oneDNN not installed, a failed build or load, or CHARJAX_KERNELS=off.
+Callers then keep the XLA path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import functools
+import hashlib
+import logging
+import os
+import pathlib
+import platform
+import shutil
+import site
+import subprocess
+import sys
+import tempfile
+
+log = logging.getLogger(__name__)
+
+SOURCE = pathlib.Path(__file__).with_name("onednn_conv.cc")
+DISABLE_ENV = "CHARJAX_KERNELS"  # "off" / "0" / "false": never load them
+_LIBRARY = "libdnnl.so.3"
+TARGETS = {
+    "charjax_onednn_conv_fwd": "CharjaxConvForward",
+    "charjax_onednn_conv_bwd_data": "CharjaxConvBackwardData",
+    "charjax_onednn_conv_bwd_weights": "CharjaxConvBackwardWeights",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    """Whether the oneDNN kernels are loaded; `detail` is their version or the reason not."""
+
+    available: bool
+    detail: str
+
+
+def _onednn_prefix() -> pathlib.Path | None:
+    """The install prefix holding oneDNN's headers and library (wheel data lands there)."""
+    prefixes = [sys.prefix, sys.base_prefix, site.getuserbase()]
+    for prefix in dict.fromkeys(pathlib.Path(p) for p in prefixes):
+        if (prefix / "include" / "oneapi" / "dnnl" / "dnnl.hpp").exists() and (
+            prefix / "lib" / _LIBRARY
+        ).exists():
+            return prefix
+    return None
+
+
+def cache_dir() -> pathlib.Path:
+    root = os.environ.get("CHARJAX_CACHE") or pathlib.Path.home() / ".cache" / "charjax"
+    return pathlib.Path(root) / "kernels"
+
+
+def _build(prefix: pathlib.Path, compiler: str) -> pathlib.Path:
+    """Compiles the FFI library once per (source, jaxlib, oneDNN, compiler); returns its path."""
+    import jax
+    import jaxlib
+
+    include = jax.ffi.include_dir()
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
+                             check=True).stdout.splitlines()[0]
+    digest = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), jaxlib.__version__.encode(), str(prefix).encode(),
+                 (prefix / "lib" / _LIBRARY).resolve().name.encode(), version.encode()):
+        digest.update(part)
+    out = cache_dir() / digest.hexdigest()[:16] / "libcharjax_onednn.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".so", delete=False) as tmp:
+        pass
+    cmd = [compiler, "-O3", "-fPIC", "-shared", "-std=c++17", "-w", str(SOURCE),
+           f"-I{include}", f"-I{prefix / 'include'}", f"-L{prefix / 'lib'}", "-l:" + _LIBRARY,
+           f"-Wl,-rpath,{prefix / 'lib'}", "-o", tmp.name]
+    log.info("building the oneDNN kernels (once): %s", " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        os.unlink(tmp.name)
+        raise RuntimeError(f"{compiler} failed: {proc.stderr.strip()[-500:]}")
+    os.replace(tmp.name, out)  # atomic: concurrent first uses never see half a file
+    return out
+
+
+def _load() -> Status:
+    if os.environ.get(DISABLE_ENV, "").lower() in ("0", "off", "false", "no"):
+        return Status(False, f"disabled by {DISABLE_ENV}={os.environ[DISABLE_ENV]}")
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return Status(False, f"no oneDNN build for {sys.platform}/{platform.machine()}")
+    prefix = _onednn_prefix()
+    if prefix is None:
+        return Status(False, "oneDNN is not installed (pip install onednn-devel-cpu-gomp)")
+    compiler = shutil.which(os.environ.get("CXX", "g++"))
+    if compiler is None:
+        return Status(False, "no C++ compiler (g++ or $CXX) to build them")
+    import jax
+
+    try:
+        lib = ctypes.cdll.LoadLibrary(str(_build(prefix, compiler)))
+        for name, symbol in TARGETS.items():
+            jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)),
+                                        platform="cpu")
+        v = lib.charjax_onednn_version()
+    except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as err:
+        return Status(False, f"oneDNN kernels failed to build or load: {err}")
+    return Status(True, f"oneDNN {v // 10000}.{v // 100 % 100}.{v % 100} convolutions")
+
+
+@functools.cache
+def status() -> Status:
+    """Loads the kernels once per process (building them on first use)."""
+    return _load()
+
+
+def available() -> bool:
+    return status().available
