@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from charjax import malloc_tuning as _malloc_tuning
+
+_malloc_tuning.apply()  # before XLA's first allocation; see charjax/malloc_tuning.py
+
 __version__ = "0.1.0"
 __all__ = ["Recognizer", "__version__"]
 
