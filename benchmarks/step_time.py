@@ -7,9 +7,14 @@ random data of the real shape; the table shows the better of the runs' medians.
 
     python benchmarks/step_time.py --precision all --json out.json
     python benchmarks/step_time.py --frameworks charjax,keras --batch-sizes 128
+    python benchmarks/step_time.py --tables both --frameworks charjax,keras \
+        --precision all --bf16-batch-sizes 128          # the RESULTS.md tables
 
 Run it from an environment that has the frameworks (see benchmarks/RESULTS.md);
-missing ones are skipped with a message. Precisions: float32 everywhere; bf16 means
+missing ones are skipped with a message; a framework that fails stops the run with its
+error. `charjax` is model.impl='auto' (the oneDNN kernels where they load; the versions
+line says which), `charjax-xla` XLA's own fast path, `charjax-flax` plain Flax layers.
+Precisions: float32 everywhere; bf16 means
 charjax `precision='bf16'` (bf16 compute, float32 master weights), Keras'
 `mixed_bfloat16` policy; PyTorch runs float32 only.
 """
@@ -29,9 +34,14 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FRAMEWORKS = ("charjax", "keras", "torch")
-MODULES = {"charjax": "jax", "charjax-flax": "jax", "keras": "tensorflow", "torch": "torch"}
-PRECISIONS = {"charjax": ("float32", "bf16"), "charjax-flax": ("float32", "bf16"),
-              "keras": ("float32", "bf16"), "torch": ("float32",)}
+MODULES = {"charjax": "jax", "charjax-xla": "jax", "charjax-flax": "jax",
+           "keras": "tensorflow", "torch": "torch"}
+# charjax: model.impl='auto' (oneDNN kernels where they load); -xla: XLA's fast path;
+# -flax: plain Flax layers
+CHARJAX_IMPLS = {"charjax": "auto", "charjax-xla": "fast", "charjax-flax": "flax"}
+PRECISIONS = {"charjax": ("float32", "bf16"), "charjax-xla": ("float32", "bf16"),
+              "charjax-flax": ("float32", "bf16"), "keras": ("float32", "bf16"),
+              "torch": ("float32",)}
 
 
 def random_batch(batch_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -58,40 +68,28 @@ def timed(step, warmup: int, steps: int) -> tuple[list[float], list[float]]:
 # --- workers: each builds one framework's train step and returns (step, versions) ---
 
 
-def charjax_step(batch_size: int, precision: str, impl: str = "fast"):
+def charjax_step(batch_size: int, precision: str, impl: str = "auto"):
     """The trainer's own config, state and `train_step` (configs/default.py, no
     augmentation), jitted as the trainer does: state donated, CPU compiler options from
-    charjax.layers. Falls back to an equivalent local step if the trainer is missing."""
+    charjax.layers. Any failure to build them is an error: this times charjax's step or
+    nothing."""
     import flax
     import jax
     import jax.numpy as jnp
 
     root = os.path.dirname(HERE)
     sys.path.insert(0, root)
-    from charjax import layers
+    from charjax import config_files, kernels, layers, models, train
 
-    try:
-        from charjax import config_files, train
-
-        config = config_files.load(os.path.join(root, "configs", "default.py"))
-        with config.unlocked():
-            config.precision = precision
-            config.model.impl = impl
-        state = train.create_train_state(config, jax.random.key(0))
-        step_fn, source = train.train_step, "charjax.train.train_step + configs/default.py"
-    except Exception as err:  # noqa: BLE001 - any trainer problem: time the local twin
-        import ml_collections
-
-        config = ml_collections.ConfigDict(
-            {"model": {"name": "tutorial", "impl": impl}, "precision": precision,
-             "learning_rate": 1e-3})
-        state, step_fn = _local_charjax_step(config)
-        source = f"local step ({type(err).__name__}: {err})"[:200]
-
+    config = config_files.load(os.path.join(root, "configs", "default.py"))
+    with config.unlocked():
+        config.precision = precision
+        config.model.impl = impl
+    state = train.create_train_state(config, jax.random.key(0))
     images, labels = random_batch(batch_size)
     batch = {"image": jnp.asarray(images), "label": jnp.asarray(labels)}
     options = layers.cpu_compiler_options()
-    jitted = jax.jit(step_fn, donate_argnums=0, compiler_options=options or None)
+    jitted = jax.jit(train.train_step, donate_argnums=0, compiler_options=options or None)
     holder = {"state": state, "i": 0}
     key = jax.random.key(1)
 
@@ -101,36 +99,10 @@ def charjax_step(batch_size: int, precision: str, impl: str = "fast"):
                                           jax.random.fold_in(key, holder["i"]))
         jax.block_until_ready(metrics)
 
-    versions = {"jax": jax.__version__, "flax": flax.__version__, "impl": impl,
-                "step": source, "compiler_options": options}
+    versions = {"jax": jax.__version__, "flax": flax.__version__,
+                "impl": f"{impl} -> {models.resolve_impl(impl)}",
+                "kernels": kernels.status().detail, "compiler_options": options}
     return step, versions
-
-
-def _local_charjax_step(config):
-    """Equivalent of charjax.train's step (normalise, Adam 1e-3, softmax CE)."""
-    import jax
-    import jax.numpy as jnp
-    import optax
-    from flax.training import train_state
-
-    from charjax import models
-
-    model = models.create_model(config.model, config.precision)
-    params = model.init({"params": jax.random.key(0)}, jnp.zeros((1, 48, 48, 1)))["params"]
-    state = train_state.TrainState.create(apply_fn=model.apply, params=params,
-                                          tx=optax.adam(config.learning_rate))
-
-    def train_step(state, batch, rng):
-        images = batch["image"].astype(jnp.float32) / 255.0
-
-        def loss_fn(p):
-            logits = state.apply_fn({"params": p}, images, train=True, rngs={"dropout": rng})
-            return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        return state.apply_gradients(grads=grads), {"loss": loss}
-
-    return state, train_step
 
 
 def keras_step(batch_size: int, precision: str):
@@ -186,10 +158,8 @@ def torch_step(batch_size: int, precision: str):
 def worker(framework: str, precision: str, batch_size: int, warmup: int, steps: int) -> dict:
     if os.environ.get("STEP_TIME_ONE_CORE"):
         os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
-    if framework == "charjax":
-        step, versions = charjax_step(batch_size, precision)
-    elif framework == "charjax-flax":
-        step, versions = charjax_step(batch_size, precision, impl="flax")
+    if framework.startswith("charjax"):
+        step, versions = charjax_step(batch_size, precision, CHARJAX_IMPLS[framework])
     elif framework == "keras":
         step, versions = keras_step(batch_size, precision)
     else:
@@ -222,11 +192,12 @@ def cpu_info() -> dict:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
-def run_worker(args, framework: str, precision: str, batch_size: int) -> dict | None:
+def run_worker(args, framework: str, precision: str, batch_size: int,
+               one_core: bool) -> dict | None:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, precision,
            str(batch_size), "--warmup", str(args.warmup), "--steps", str(args.steps)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
-    if args.one_core:
+    if one_core:
         env["STEP_TIME_ONE_CORE"] = "1"
         flags = env.get("XLA_FLAGS", "")
         env["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
@@ -234,24 +205,28 @@ def run_worker(args, framework: str, precision: str, batch_size: int) -> dict | 
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
-    print(f"  {framework}/{precision}/B={batch_size} failed:\n{proc.stderr[-2000:]}",
-          file=sys.stderr)
-    return None
+    raise SystemExit(f"{framework}/{precision}/B={batch_size} failed:\n{proc.stderr[-3000:]}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--precision", choices=("float32", "bf16", "all"), default="float32")
     parser.add_argument("--batch-sizes", default="32,128,512")
+    parser.add_argument("--bf16-batch-sizes",
+                        help="batch sizes of the bf16 runs (default: --batch-sizes)")
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
-                        help="comma list of charjax, charjax-flax, keras, torch")
+                        help="comma list of " + ", ".join(MODULES))
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--one-core", action="store_true",
-                        help="pin every worker to one core with one compute thread: the work "
-                             "per step, much less sensitive to other load than wall time")
+    parser.add_argument("--tables", choices=("two-thread", "one-core", "both"),
+                        default="two-thread",
+                        help="two-thread: every framework with its default threads (2 here), "
+                             "wall time; one-core: every worker pinned to one core with one "
+                             "compute thread, the work per step, less sensitive to other "
+                             "load; both: the two, interleaved")
+    parser.add_argument("--one-core", action="store_true", help="same as --tables one-core")
     parser.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "PRECISION", "BATCH"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -262,46 +237,60 @@ def main() -> None:
         print("RESULT " + json.dumps(result), flush=True)
         return
 
+    modes = {"two-thread": (False,), "one-core": (True,), "both": (False, True)}[
+        "one-core" if args.one_core else args.tables]
     info = cpu_info()
     print(f"CPU: {info['cpu']}, {info['cores']} cores, ISA {' '.join(info['isa'])}")
     print(f"Python {info['python']} ({sys.executable}), {info['platform']}")
-    if args.one_core:
-        print("one core per worker, one compute thread (--one-core)")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     precisions = ("float32", "bf16") if args.precision == "all" else (args.precision,)
-    configs = []
+    frameworks = []
     for fw in args.frameworks.split(","):
         if importlib.util.find_spec(MODULES[fw]) is None:
             print(f"skipping {fw}: {MODULES[fw]} is not installed in {sys.executable}")
             continue
-        configs += [(fw, p) for p in precisions if p in PRECISIONS[fw]]
+        frameworks.append(fw)
+    sizes = {"float32": [int(b) for b in args.batch_sizes.split(",")],
+             "bf16": [int(b) for b in (args.bf16_batch_sizes or args.batch_sizes).split(",")]}
+    batches = sorted({b for p in precisions for b in sizes[p]})
 
     runs: dict[tuple, list[dict]] = {}
-    for batch in [int(b) for b in args.batch_sizes.split(",")]:
+    start = time.time()
+    for batch in batches:
         for rep in range(args.repeats):
-            for fw, prec in configs:
-                r = run_worker(args, fw, prec, batch)
-                if r:
-                    runs.setdefault((fw, prec, batch), []).append(r)
-                    print(f"  run {rep + 1}: {fw:13s} {prec:8s} B={batch:4d} "
-                          f"median {r['median_step_ms']:8.1f} ms (cpu {r['median_cpu_ms']:.1f})",
-                          flush=True)
+            for one_core in modes:
+                for prec in precisions:
+                    if batch not in sizes[prec]:
+                        continue
+                    for fw in frameworks:
+                        if prec not in PRECISIONS[fw]:
+                            continue
+                        r = run_worker(args, fw, prec, batch, one_core)
+                        runs.setdefault((one_core, fw, prec, batch), []).append(r)
+                        print(f"  run {rep + 1} {'one-core  ' if one_core else 'two-thread'}: "
+                              f"{fw:12s} {prec:8s} B={batch:4d} median "
+                              f"{r['median_step_ms']:8.1f} ms (cpu {r['median_cpu_ms']:.1f})",
+                              flush=True)
 
     results = []
     versions = {}
-    for (fw, prec, batch), rs in runs.items():
+    for (one_core, fw, prec, batch), rs in runs.items():
         best = min(r["median_step_ms"] for r in rs)
         results.append({"framework": fw, "precision": prec, "batch_size": batch,
                         "median_step_ms": round(best, 2),
                         "images_per_s": round(batch / best * 1e3, 1),
                         "run_medians_ms": [round(r["median_step_ms"], 2) for r in rs],
                         "median_cpu_ms": round(min(r["median_cpu_ms"] for r in rs), 2),
-                        "one_core": bool(args.one_core)})
+                        "one_core": one_core})
         versions[fw] = rs[0]["versions"]
-    print()
+    print(f"\n{time.time() - start:.0f} s; load average at the end: "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
     for fw, v in versions.items():
         print(f"{fw}: " + ", ".join(f"{k} {val}" for k, val in v.items()))
-    print()
-    print_table(results)
+    for one_core in modes:
+        print("\n### " + ("One core each (pinned, one compute thread)" if one_core
+                          else "Two threads (each framework's default), wall time") + "\n")
+        print_table([r for r in results if r["one_core"] == one_core])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

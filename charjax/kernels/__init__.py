@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 SOURCE = pathlib.Path(__file__).with_name("onednn_conv.cc")
 DISABLE_ENV = "CHARJAX_KERNELS"  # "off" / "0" / "false": never load them
 _LIBRARY = "libdnnl.so.3"
+_FLAGS = ("-O3", "-fPIC", "-shared", "-std=c++17", "-fopenmp", "-w")
 TARGETS = {
     "charjax_onednn_conv_fwd": "CharjaxConvForward",
     "charjax_onednn_conv_bwd_data": "CharjaxConvBackwardData",
@@ -73,8 +74,9 @@ def _build(prefix: pathlib.Path, compiler: str) -> pathlib.Path:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
                              check=True).stdout.splitlines()[0]
     digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), jaxlib.__version__.encode(), str(prefix).encode(),
-                 (prefix / "lib" / _LIBRARY).resolve().name.encode(), version.encode()):
+    for part in (SOURCE.read_bytes(), " ".join(_FLAGS).encode(), jaxlib.__version__.encode(),
+                 str(prefix).encode(), (prefix / "lib" / _LIBRARY).resolve().name.encode(),
+                 version.encode()):
         digest.update(part)
     out = cache_dir() / digest.hexdigest()[:16] / "libcharjax_onednn.so"
     if out.exists():
@@ -82,7 +84,7 @@ def _build(prefix: pathlib.Path, compiler: str) -> pathlib.Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".so", delete=False) as tmp:
         pass
-    cmd = [compiler, "-O3", "-fPIC", "-shared", "-std=c++17", "-w", str(SOURCE),
+    cmd = [compiler, *_FLAGS, str(SOURCE),
            f"-I{include}", f"-I{prefix / 'include'}", f"-L{prefix / 'lib'}", "-l:" + _LIBRARY,
            f"-Wl,-rpath,{prefix / 'lib'}", "-o", tmp.name]
     log.info("building the oneDNN kernels (once): %s", " ".join(cmd))
@@ -113,9 +115,22 @@ def _load() -> Status:
             jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)),
                                         platform="cpu")
         v = lib.charjax_onednn_version()
+        threads = threads_per_call()
+        lib.charjax_onednn_set_threads(threads)
     except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as err:
         return Status(False, f"oneDNN kernels failed to build or load: {err}")
-    return Status(True, f"oneDNN {v // 10000}.{v // 100 % 100}.{v % 100} convolutions")
+    return Status(True, f"oneDNN {v // 10000}.{v // 100 % 100}.{v % 100} convolutions, "
+                        f"{threads} thread(s) per call")
+
+
+def threads_per_call() -> int:
+    """This process's cores shared among its XLA CPU devices: one device (the usual
+    case) gets them all; a simulated multi-device mesh runs its devices' steps side by
+    side, and more threads than cores would leave OpenMP teams waiting on each other."""
+    import jax
+
+    cores = len(os.sched_getaffinity(0))
+    return max(1, cores // max(1, len(jax.local_devices(backend="cpu"))))
 
 
 @functools.cache

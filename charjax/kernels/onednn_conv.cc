@@ -14,6 +14,8 @@
 #include <mutex>
 #include <string>
 
+#include <omp.h>
+
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
 
@@ -29,15 +31,21 @@ using Dims = ffi::AnyBuffer::Dimensions;
 
 enum Op : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
 
-// op, input type, N, H, W, C, KH, KW, O
-using Key = std::array<int64_t, 9>;
+// op, input type, N, H, W, C, KH, KW, O, threads
+using Key = std::array<int64_t, 10>;
+
+// Threads per call: the machine's cores, or fewer when several XLA CPU devices run
+// their steps side by side (set from Python once, before the first call).
+int g_threads = 0;  // 0: OpenMP's default
 
 struct Entry {
   dnnl::primitive prim;
+  memory::desc scratchpad;  // per call: a primitive may run on several threads at once
   memory::desc prim_weights;  // weights / weight-gradient layout the primitive uses
   memory::desc user_weights;  // HWIO
   bool reorder_weights = false;
-  dnnl::reorder weights_reorder;  // user -> prim (fwd, bwd data) or prim -> user (bwd w)
+  dnnl::reorder weights_reorder;
+  memory::desc reorder_scratchpad;  // user -> prim (fwd, bwd data) or prim -> user (bwd w)
 };
 
 dnnl::engine& Engine() {
@@ -64,41 +72,48 @@ std::shared_ptr<Entry> Build(const Key& k) {
                      wei_dims = {o, c, kh, kw}, strides = {1, 1}, pad = {0, 0};
   auto& eng = Engine();
   const auto alg = dnnl::algorithm::convolution_direct;
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   memory::desc src(src_dims, in, tag::nhwc);
   memory::desc wei_any(wei_dims, in, tag::any);
   // The backward primitives need a forward descriptor of the same problem as a hint.
   dnnl::convolution_forward::primitive_desc hint(
       eng, dnnl::prop_kind::forward_training, alg, src, wei_any,
-      memory::desc(dst_dims, op == kForward ? dt::f32 : in, tag::nhwc), strides, pad, pad);
+      memory::desc(dst_dims, op == kForward ? dt::f32 : in, tag::nhwc), strides, pad, pad,
+      attr);
 
   auto e = std::make_shared<Entry>();
   if (op == kForward) {
     e->prim = dnnl::convolution_forward(hint);
+    e->scratchpad = hint.scratchpad_desc();
     e->prim_weights = hint.weights_desc();
     e->user_weights = memory::desc(wei_dims, in, tag::hwio);
   } else if (op == kBackwardData) {
     dnnl::convolution_backward_data::primitive_desc pd(
         eng, alg, memory::desc(src_dims, in, tag::nhwc), wei_any,
-        memory::desc(dst_dims, in, tag::nhwc), strides, pad, pad, hint);
+        memory::desc(dst_dims, in, tag::nhwc), strides, pad, pad, hint, attr);
     e->prim = dnnl::convolution_backward_data(pd);
+    e->scratchpad = pd.scratchpad_desc();
     e->prim_weights = pd.weights_desc();
     e->user_weights = memory::desc(wei_dims, in, tag::hwio);
   } else {
     dnnl::convolution_backward_weights::primitive_desc pd(
         eng, alg, src, memory::desc(wei_dims, dt::f32, tag::any),
-        memory::desc(dst_dims, in, tag::nhwc), strides, pad, pad, hint);
+        memory::desc(dst_dims, in, tag::nhwc), strides, pad, pad, hint, attr);
     e->prim = dnnl::convolution_backward_weights(pd);
+    e->scratchpad = pd.scratchpad_desc();
     e->prim_weights = pd.diff_weights_desc();
     e->user_weights = memory::desc(wei_dims, dt::f32, tag::hwio);
   }
   e->reorder_weights = e->prim_weights != e->user_weights;
   if (e->reorder_weights) {
-    e->weights_reorder =
-        op == kBackwardWeights
-            ? dnnl::reorder(dnnl::reorder::primitive_desc(eng, e->prim_weights, eng,
-                                                          e->user_weights))
-            : dnnl::reorder(dnnl::reorder::primitive_desc(eng, e->user_weights, eng,
-                                                          e->prim_weights));
+    auto pd = op == kBackwardWeights
+                  ? dnnl::reorder::primitive_desc(eng, e->prim_weights, eng, e->user_weights,
+                                                  attr)
+                  : dnnl::reorder::primitive_desc(eng, e->user_weights, eng, e->prim_weights,
+                                                  attr);
+    e->weights_reorder = dnnl::reorder(pd);
+    e->reorder_scratchpad = pd.scratchpad_desc();
   }
   return e;
 }
@@ -134,8 +149,11 @@ ffi::Error Run(Op op, ffi::DataType type, Dims nhwc, Dims hwio,
   }
   dt in;
   if (auto err = InputType(type, &in); err.failure()) return err;
+  // The calling thread's OpenMP team size, for both building and running the primitive
+  // (oneDNN partitions the work by it).
+  if (g_threads > 0) omp_set_num_threads(g_threads);
   const Key key = {op,      static_cast<int64_t>(in), nhwc[0], nhwc[1], nhwc[2],
-                   nhwc[3], hwio[0],                  hwio[1], hwio[3]};
+                   nhwc[3], hwio[0],                  hwio[1], hwio[3], omp_get_max_threads()};
   try {
     auto e = Get(key);
     auto& eng = Engine();
@@ -145,23 +163,28 @@ ffi::Error Run(Op op, ffi::DataType type, Dims nhwc, Dims hwio,
     memory::desc src_md({n, c, h, w}, in, tag::nhwc);
     memory::desc dst_md({n, o, h - kh + 1, w - kw + 1}, op == kForward ? dt::f32 : in,
                         tag::nhwc);
+    memory scratch(e->scratchpad, eng), reorder_scratch(e->reorder_scratchpad, eng);
     memory user_w(e->user_weights, eng, weights);
     memory prim_w = e->reorder_weights ? memory(e->prim_weights, eng) : user_w;
     if (op == kForward) {
-      if (e->reorder_weights) e->weights_reorder.execute(stream, user_w, prim_w);
+      if (e->reorder_weights) e->weights_reorder.execute(stream, {{DNNL_ARG_FROM, user_w}, {DNNL_ARG_TO, prim_w},
+                                           {DNNL_ARG_SCRATCHPAD, reorder_scratch}});
       memory x(src_md, eng, src), z(dst_md, eng, dst);
       e->prim.execute(stream, {{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, prim_w},
-                               {DNNL_ARG_DST, z}});
+                               {DNNL_ARG_DST, z}, {DNNL_ARG_SCRATCHPAD, scratch}});
     } else if (op == kBackwardData) {
-      if (e->reorder_weights) e->weights_reorder.execute(stream, user_w, prim_w);
+      if (e->reorder_weights) e->weights_reorder.execute(stream, {{DNNL_ARG_FROM, user_w}, {DNNL_ARG_TO, prim_w},
+                                           {DNNL_ARG_SCRATCHPAD, reorder_scratch}});
       memory dx(src_md, eng, src), gz(dst_md, eng, dst);
       e->prim.execute(stream, {{DNNL_ARG_DIFF_DST, gz}, {DNNL_ARG_WEIGHTS, prim_w},
-                               {DNNL_ARG_DIFF_SRC, dx}});
+                               {DNNL_ARG_DIFF_SRC, dx}, {DNNL_ARG_SCRATCHPAD, scratch}});
     } else {
       memory x(src_md, eng, src), gz(dst_md, eng, dst);
       e->prim.execute(stream, {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, gz},
-                               {DNNL_ARG_DIFF_WEIGHTS, prim_w}});
-      if (e->reorder_weights) e->weights_reorder.execute(stream, prim_w, user_w);
+                               {DNNL_ARG_DIFF_WEIGHTS, prim_w},
+                               {DNNL_ARG_SCRATCHPAD, scratch}});
+      if (e->reorder_weights) e->weights_reorder.execute(stream, {{DNNL_ARG_FROM, prim_w}, {DNNL_ARG_TO, user_w},
+                                           {DNNL_ARG_SCRATCHPAD, reorder_scratch}});
     }
     stream.wait();
   } catch (const dnnl::error& err) {
@@ -214,6 +237,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(CharjaxConvBackwardWeights, BackwardWeights,
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>());
+
+extern "C" void charjax_onednn_set_threads(int threads) { g_threads = threads; }
 
 // oneDNN's version, for the run's log.
 extern "C" int charjax_onednn_version() {
