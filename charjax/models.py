@@ -154,34 +154,36 @@ IMPLS = ("auto", "onednn", "fast", "flax")
 def resolve_impl(impl: str, backend: str | None = None) -> str:
     """The tutorial network's implementation for this process: 'auto' is oneDNN on a CPU
     where charjax.kernels load, XLA's fast path on other CPUs, plain Flax layers on
-    accelerators (cuDNN needs none of the CPU rewrites). Logs the choice once."""
+    accelerators (cuDNN needs none of the CPU rewrites)."""
     if impl not in IMPLS:
         raise ValueError(f"unknown impl {impl!r}; choose one of {IMPLS}")
     backend = backend or jax.default_backend()
-    reason = ""
     if impl == "auto":
         if backend != "cpu":
-            impl = "flax"
-        else:
-            status = kernels.status()
-            impl = "onednn" if status.available else "fast"
-            reason = status.detail
-    elif impl == "onednn":
-        status = kernels.status()
-        if not status.available:
-            raise RuntimeError(f"model.impl='onednn' but {status.detail}")
-        reason = status.detail
-    _log_impl(impl, backend, reason)
+            return "flax"
+        return "onednn" if kernels.status().available else "fast"
+    if impl == "onednn" and not kernels.status().available:
+        raise RuntimeError(f"model.impl='onednn' but {kernels.status().detail}")
     return impl
 
 
-@functools.cache
-def _log_impl(impl: str, backend: str, reason: str) -> None:
-    kind = {"onednn": reason, "fast": "XLA convolutions, charjax.layers fast path",
-            "flax": "XLA convolutions, plain Flax layers"}[impl]
-    if impl == "fast" and reason:
-        kind += f" (oneDNN kernels unavailable: {reason})"
-    log.info("backend %s, model kernels: %s", backend, kind)
+def impl_of(model_config: ml_collections.ConfigDict) -> str:
+    """The impl setting a model config runs with: its own for the tutorial network
+    (default 'auto'), plain Flax layers for the others."""
+    name = _ALIASES.get(str(model_config.name), str(model_config.name))
+    return model_config.get("impl", "auto") if name == "tutorial" else "flax"
+
+
+def describe_impl(impl: str, backend: str | None = None) -> str:
+    """One line for a run's log: the backend and the kernels `impl` resolves to."""
+    backend = backend or jax.default_backend()
+    chosen = resolve_impl(impl, backend)
+    kind = {"onednn": kernels.status().detail if chosen == "onednn" else "",
+            "fast": "XLA convolutions (charjax.layers fast path)",
+            "flax": "XLA convolutions (plain Flax layers)"}[chosen]
+    if chosen == "fast" and impl == "auto":
+        kind += f"; oneDNN kernels unavailable: {kernels.status().detail}"
+    return f"backend {backend}, model kernels: {kind}"
 
 
 def model_names() -> list[str]:

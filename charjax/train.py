@@ -348,6 +348,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "model %s: %d parameters",
         config.model.name, sum(x.size for x in jax.tree_util.tree_leaves(state.params)),
     )
+    log.info(models.describe_impl(models.impl_of(config.model)))
     history: list[dict] = []
     if mngr.latest_step() is not None:
         state, _, history = checkpoints.restore(mngr, mngr.latest_step(), state)
