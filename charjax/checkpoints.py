@@ -7,6 +7,8 @@ evaluate or predict.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from typing import Any
 
@@ -15,6 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
+from charjax import jsonio
 from charjax.errors import CheckpointError
 
 BEST_METRIC = "val_accuracy"
@@ -25,12 +28,14 @@ def checkpoint_dir(workdir: str | os.PathLike) -> str:
 
 
 def manager(
-    workdir: str | os.PathLike, keep_best: int = 2, create: bool = True
+    workdir: str | os.PathLike, keep_best: int = 2, create: bool = True, read_only: bool = False
 ) -> ocp.CheckpointManager:
     """A manager that keeps the newest step and the `keep_best` best by validation accuracy.
 
     `max_to_keep` with a `best_fn` would keep the k best and silently delete the newest,
-    which breaks resume; the preservation policy keeps both.
+    which breaks resume; the preservation policy keeps both. `read_only` (eval, predict,
+    and the trainer's look before it locks in) never deletes anything: a half-written
+    step may belong to a run that is training right now.
     """
     policy = cm.AnyPreservationPolicy(
         [
@@ -38,15 +43,24 @@ def manager(
             cm.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=False, n=keep_best),
         ]
     )
-    options = ocp.CheckpointManagerOptions(
-        best_fn=lambda m: m[BEST_METRIC],
-        best_mode="max",
-        preservation_policy=policy,
-        create=create,
-        cleanup_tmp_directories=True,
-        enable_async_checkpointing=True,
-    )
-    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+    # Orbax warns that a read-only manager is read-only; that is the point here.
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    if read_only:
+        absl_logger.setLevel(logging.ERROR)
+    try:
+        options = ocp.CheckpointManagerOptions(
+            best_fn=lambda m: m[BEST_METRIC],
+            best_mode="max",
+            preservation_policy=policy,
+            create=create and not read_only,
+            cleanup_tmp_directories=not read_only,
+            read_only=read_only,
+            enable_async_checkpointing=True,
+        )
+        return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+    finally:
+        absl_logger.setLevel(level)
 
 
 def host_copy(tree: Any) -> Any:
@@ -71,13 +85,18 @@ def save(
     history: list[dict],
     metrics: dict[str, float],
 ) -> None:
-    """Saves one epoch's checkpoint asynchronously; the files appear atomically when done."""
+    """Saves one epoch's checkpoint asynchronously; the files appear atomically when done.
+
+    A checkpoint with non-finite metrics is refused: it could become "best".
+    """
+    if not all(math.isfinite(float(v)) for v in metrics.values()):
+        raise ValueError(f"epoch {epoch}: refusing to save non-finite metrics {metrics}")
     mngr.save(
         epoch,
         args=ocp.args.Composite(
             state=ocp.args.StandardSave(host_copy(state)),
-            config=ocp.args.JsonSave(config),
-            history=ocp.args.JsonSave({"epochs": history}),
+            config=ocp.args.JsonSave(jsonio.finite(config)),
+            history=ocp.args.JsonSave(jsonio.finite({"epochs": history})),
         ),
         metrics={k: float(v) for k, v in metrics.items()},
     )
@@ -100,21 +119,47 @@ def _single_device_target(abstract_state: Any) -> Any:
 
 def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any) -> tuple[Any, dict, list]:
     """Restores (state, config dict, epoch history) of `step` onto one local device."""
-    restored = mngr.restore(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(_single_device_target(abstract_state)),
-            config=ocp.args.JsonRestore(),
-            history=ocp.args.JsonRestore(),
-        ),
-    )
+    try:
+        restored = mngr.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(_single_device_target(abstract_state)),
+                config=ocp.args.JsonRestore(),
+                history=ocp.args.JsonRestore(),
+            ),
+        )
+    except Exception as e:  # orbax/tensorstore raise many types for damaged files
+        raise _unrestorable(mngr, step, e) from e
     return restored.state, dict(restored.config), list(restored.history["epochs"])
 
 
 def read_config(mngr: ocp.CheckpointManager, step: int) -> dict:
     """Only the config of a checkpoint, to rebuild the model before restoring its weights."""
-    restored = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    try:
+        restored = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    except Exception as e:
+        raise _unrestorable(mngr, step, e) from e
     return dict(restored.config)
+
+
+def _unrestorable(mngr: ocp.CheckpointManager, step: int, error: Exception) -> CheckpointError:
+    if isinstance(error, CheckpointError):
+        return error
+    where = os.path.join(os.fspath(mngr.directory), str(step))
+    text = " ".join(str(error).split())[:300]
+    return CheckpointError(
+        f"{where}: cannot be restored ({type(error).__name__}: {text}); the files are damaged "
+        "or were written by another model; delete that step's folder to fall back to an "
+        "earlier one, or retrain")
+
+
+def all_finite(tree: Any) -> bool:
+    """True when every floating-point leaf of `tree` is finite (no NaN, no infinity)."""
+    return all(
+        bool(np.isfinite(np.asarray(x)).all())
+        for x in jax.tree_util.tree_leaves(tree)
+        if np.issubdtype(np.asarray(x).dtype, np.floating)
+    )
 
 
 def load_for_inference(workdir: str | os.PathLike, step: int | None = None) -> tuple[Any, Any]:
@@ -133,7 +178,7 @@ def load_for_inference(workdir: str | os.PathLike, step: int | None = None) -> t
             f"{workdir}: no checkpoints here (expected {directory}); train first with "
             f"`charjax train --config configs/default.py --workdir {workdir}`"
         )
-    mngr = manager(workdir, create=False)
+    mngr = manager(workdir, create=False, read_only=True)
     try:
         if step is None:
             step = mngr.best_step() if mngr.best_step() is not None else mngr.latest_step()
@@ -146,14 +191,12 @@ def load_for_inference(workdir: str | os.PathLike, step: int | None = None) -> t
             config = ml_collections.ConfigDict(read_config(mngr, step))
             abstract = jax.eval_shape(lambda: train.create_train_state(config, jax.random.key(0)))
             state, _, _ = restore(mngr, step, abstract)
-        except CheckpointError:
-            raise
-        except Exception as e:  # orbax/tensorstore raise many types for damaged files
+        except Exception as e:
+            raise _unrestorable(mngr, step, e) from e
+        if not all_finite((state.params, state.batch_stats, state.ema_params)):
             raise CheckpointError(
-                f"{directory}/{step}: cannot be restored ({type(e).__name__}: {e}); the files are "
-                "damaged or were written by another model; delete that step's folder to fall back "
-                "to an earlier one, or retrain"
-            ) from e
+                f"{directory}/{step}: its weights hold NaN or infinite values (the run diverged); "
+                "retrain with a lower --config.learning_rate into a new --workdir")
     finally:
         mngr.close()
     return state, config

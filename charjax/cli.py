@@ -9,12 +9,13 @@ readable line on stderr and a non-zero exit code, not a traceback.
 from __future__ import annotations
 
 import logging as std_logging
+import os
 import sys
 from collections.abc import Callable
 
 from absl import app, flags, logging
 
-from charjax.errors import CharjaxError
+from charjax.errors import CharjaxError, Interrupted
 
 FLAGS = flags.FLAGS
 USAGE = """usage: charjax COMMAND [FLAGS]
@@ -41,9 +42,62 @@ run `charjax COMMAND --help` for a command's flags.
 """
 
 
+# The command line being run; config_flags reads its `--config.FIELD=VALUE` overrides
+# when the flag is defined, so `run(argv)` works in-process too (the tests do that).
+_ARGV: list[str] = []
+# Flags the last command defined; removed before the next `run` in the same process.
+_DEFINED: list[str] = []
+# True when run as the `charjax` program: an interrupted run then leaves with os._exit
+# once everything is flushed, so no library thread outlives the interpreter's shutdown.
+_PROGRAM = False
+
+
 def _fail(command: str, message: str, code: int = 2) -> None:
-    print(f"charjax {command}: error: {message}", file=sys.stderr)
+    prefix = f"charjax {command}: " if command else "charjax: "
+    print(f"{prefix}error: {' '.join(str(message).split())}", file=sys.stderr)
     sys.exit(code)
+
+
+def _config_file_problem(path: str) -> str | None:
+    """Why --config PATH cannot be read (one line with the fix), or None."""
+    file = path.split(":", 1)[0]
+    if os.path.isfile(file):
+        return None
+    where = "" if os.path.isabs(file) else f" (relative to {os.getcwd()})"
+    bundled = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), file)
+    hint = (f"; did you mean {bundled}?" if file and not os.path.isabs(file)
+            and os.path.isfile(bundled) else "; pass the path of a configs/*.py file")
+    return f"--config {path}: no such file{where}{hint}"
+
+
+def _config_value(argv: list[str]) -> str | None:
+    """The value of --config in `argv`, if any."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def _config_or_fail(command: str, required: bool = True):
+    """FLAGS.config, loaded now (config_flags loads lazily); a bad file is one line."""
+    from ml_collections import config_flags
+
+    path = config_flags.get_config_filename(FLAGS["config"])
+    if path is None and not required:
+        return None
+    problem = _config_file_problem(path or "")
+    if problem:
+        _fail(command, problem)
+    try:
+        config = FLAGS.config
+        config.keys()  # forces the load
+    except Exception as e:  # the file's own code failed: name it, in one line
+        cause = e.__cause__ or e
+        _fail(command, f"--config {path}: cannot be loaded ({type(cause).__name__}: "
+                       f"{_clean_message(cause)}); fix the file or pick another config")
+    return config
 
 
 def _clean_message(error: BaseException) -> str:
@@ -56,10 +110,15 @@ def _clean_message(error: BaseException) -> str:
 
 def _flags_parser(command: str) -> Callable[[list[str]], list[str]]:
     def parse(argv: list[str]) -> list[str]:
+        path = _config_value(argv) if "config" in FLAGS else None
+        problem = _config_file_problem(path) if path is not None else None
+        if problem:
+            _fail(command, problem)
         try:
             return FLAGS(argv)
-        except (flags.Error, AttributeError, TypeError, ValueError, KeyError) as e:
-            _fail(command, _clean_message(e))
+        except (flags.Error, AttributeError, TypeError, ValueError, KeyError, OSError) as e:
+            cause = e.__cause__ if isinstance(e, OSError) and e.__cause__ else e
+            _fail(command, _clean_message(cause))
         return []
 
     return parse
@@ -68,7 +127,8 @@ def _flags_parser(command: str) -> Callable[[list[str]], list[str]]:
 def _define_train_flags() -> None:
     from ml_collections import config_flags
 
-    config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
+    config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
+                                    lock_config=True, sys_argv=_ARGV)
     flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, logs.")
     flags.mark_flags_as_required(["config", "workdir"])
 
@@ -76,44 +136,66 @@ def _define_train_flags() -> None:
 def _train(argv: list[str]) -> None:
     if len(argv) > 1:
         _fail("train", f"unexpected arguments {argv[1:]}")
-    from charjax import train
+    config = _config_or_fail("train")
+    from charjax import train, validation, workdir
 
-    if FLAGS.config.get("ensemble_members", 1) > 1:
+    validation.check_config(config)
+    workdir.check_usable(FLAGS.workdir)
+    if config.get("ensemble_members", 1) > 1:
         from charjax import ensemble
 
-        ensemble.train_ensemble(FLAGS.config, FLAGS.workdir)
+        ensemble.train_ensemble(config, FLAGS.workdir)
     else:
-        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        train.train_and_evaluate(config, FLAGS.workdir)
+
+
+SPLITS = ["auto", "all", "train", "validation", "test"]
+
+
+def _check_output_file(command: str, flag: str, path: str) -> None:
+    """Fails now, before any work, when `path` cannot be written later."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        _fail(command, f"--{flag} {path}: is a folder; name a file in it, e.g. "
+                       f"{os.path.join(path, 'out.json')}")
+    if not os.path.isdir(folder):
+        _fail(command, f"--{flag} {path}: the folder {folder} does not exist; create it first "
+                       "or pick another path")
+    if not os.access(folder, os.W_OK | os.X_OK) or (
+            os.path.exists(path) and not os.access(path, os.W_OK)):
+        _fail(command, f"--{flag} {path}: cannot write there (permission denied); pick another "
+                       "path")
 
 
 def _define_eval_flags() -> None:
     flags.DEFINE_multi_string("workdir", None, "Run directory; repeat it for an ensemble.")
     flags.DEFINE_string("dataset", None, "Dataset spec: synthetic, npz:PATH, ...")
-    flags.DEFINE_string("split", "auto", "auto (the run's test split of its own data, else all), "
-                        "all, train, validation or test.")
+    flags.DEFINE_enum("split", "auto", SPLITS, "auto (the run's test split of its own data, "
+                      "else all), all, train, validation or test.")
     flags.DEFINE_bool("vote", False, "Ensemble by majority vote instead of mean probability.")
     flags.DEFINE_string("json", None, "Also write the metrics to this JSON file.")
     flags.mark_flags_as_required(["workdir", "dataset"])
 
 
 def _eval(argv: list[str]) -> None:
-    import json
-
-    from charjax import checkpoints, evaluate
+    from charjax import checkpoints, evaluate, jsonio
 
     if len(argv) > 1:
         _fail("eval", f"unexpected arguments {argv[1:]}")
+    if FLAGS.json:
+        _check_output_file("eval", "json", FLAGS.json)
     restored = [checkpoints.load_for_inference(w) for w in FLAGS.workdir]
     data = evaluate.load_eval_data(FLAGS.dataset, restored[0][1], FLAGS.split)
     probabilities = [evaluate.predict_probabilities(state, data.images) for state, _ in restored]
-    combined = evaluate.combine(probabilities, vote=FLAGS.vote)
-    result = evaluate.metrics_from_probabilities(combined, data.labels)
-    how = f"{len(restored)} models, {'vote' if FLAGS.vote else 'mean probability'}"
+    vote = FLAGS.vote and len(restored) > 1
+    result, combined = evaluate.ensemble_metrics(probabilities, data.labels, vote=vote)
+    how = f"{len(restored)} models, {'vote' if vote else 'mean probability'}"
     print(
         f"{FLAGS.dataset} ({FLAGS.split}, n={result['n']}"
         + (f", {how}" if len(restored) > 1 else "")
         + f"): accuracy {result['accuracy']:.4f}  top-5 {result['top5_accuracy']:.4f}  "
-        f"loss {result['loss']:.4f}"
+        f"loss {result['loss']:.4f}" + (" (of the mean probability: a vote has none)"
+                                          if vote else "")
     )
     worst = sorted(result["per_class"].items(), key=lambda kv: kv[1])[:5]
     print("weakest classes: " + ", ".join(f"{c} {a:.2f}" for c, a in worst))
@@ -122,8 +204,7 @@ def _eval(argv: list[str]) -> None:
         print("most confused (true->predicted): " + ", ".join(
             f"{t}->{p} {n}" for t, p, n in result["most_confused"][:5]))
     if FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            json.dump(result, f, indent=2)
+        jsonio.write(FLAGS.json, result)
 
 
 def _define_predict_flags() -> None:
@@ -244,7 +325,8 @@ def _define_data_flags() -> None:
     flags.DEFINE_string("out", None, "export: a new or empty folder; preview: a .png file.")
     config_flags.DEFINE_config_file(
         "config", None, "Optional config file; its data block (folder pattern, skip_bad, "
-        "synthetic size, tfds_data_dir) and augment block are used.", lock_config=True)
+        "synthetic size, tfds_data_dir) and augment block are used.", lock_config=True,
+        sys_argv=_ARGV)
     flags.DEFINE_integer("n", 64, "preview: how many images.")
     flags.DEFINE_bool("augment", False, "preview: show the images distorted by augmentation.")
     flags.DEFINE_integer("seed", 0, "preview: the augmentation draw.")
@@ -262,9 +344,10 @@ def _data_preview(dataset) -> None:
     from charjax import preview
 
     augment_cfg = None
+    config = _config_or_fail("data", required=False)
     if FLAGS.augment:
-        if FLAGS.config is not None and "augment" in FLAGS.config:
-            augment_cfg = FLAGS.config.augment
+        if config is not None and "augment" in config:
+            augment_cfg = config.augment
         else:
             from charjax import augment
 
@@ -286,7 +369,8 @@ def _data(argv: list[str]) -> None:
                       f"usage: {DATA_USAGE}")
     from charjax import datasets
 
-    data_config = FLAGS.config.data if FLAGS.config is not None else None
+    config = _config_or_fail("data", required=False)
+    data_config = config.data if config is not None else None
     dataset, skipped = datasets.load_with_skipped(FLAGS.dataset, data_config)
     if skipped:
         print(f"{len(skipped)} file(s) left out (see the warnings above)", file=sys.stderr)
@@ -314,21 +398,77 @@ def setup_console_logging() -> None:
     logger.propagate = False
 
 
+def _leave(command: str, message: str, code: int) -> None:
+    """Exit after an interruption: the message, flushed logs, and no interpreter shutdown
+    racing library threads when this is the `charjax` program."""
+    if not _PROGRAM:
+        _fail(command, message, code)
+    print(f"charjax {command}: error: {message}", file=sys.stderr)
+    std_logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _guarded(command: str, main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
     def wrapped(argv: list[str]) -> None:
+        from charjax import interrupt
+
         setup_console_logging()
+        interrupt.terminate_like_interrupt()
         try:
             main(argv)
+        except Interrupted as e:
+            _leave(command, str(e), e.exit_code)
         except CharjaxError as e:
-            _fail(command, str(e), code=1)
+            _fail(command, str(e), code=e.exit_code)
         except KeyboardInterrupt:
-            _fail(command, "interrupted; rerun the same command to resume", code=130)
+            _leave(command, "interrupted; rerun the same command to resume", 130)
+        except OSError as e:  # the disk, not the program: full, read-only, gone
+            where = f"{e.filename}: " if e.filename else ""
+            _fail(command, f"{where}{e.strerror or e}; check the disk and the permissions "
+                           "there, then rerun", code=1)
 
     return wrapped
 
 
+# The usage line of each command, for `charjax COMMAND --help`.
+COMMAND_USAGE = {
+    "train": "charjax train --config CONFIG.py --workdir DIR [--config.FIELD=VALUE ...]",
+    "eval": "charjax eval --workdir DIR [--workdir DIR2 ...] --dataset SPEC [--split S] "
+            "[--vote] [--json F]",
+    "predict": "charjax predict --workdir DIR [--top_k 3] IMAGE [IMAGE ...]",
+    "data": DATA_USAGE,
+}
+
+
+def _command_help(command: str) -> str:
+    lines = [f"usage: {COMMAND_USAGE[command]}", "", "flags:"]
+    for name in sorted(n for n in _DEFINED if "." not in n):
+        flag = FLAGS[name]
+        default = "" if flag.default in (None, "", []) else f" (default: {flag.default})"
+        lines.append(f"  --{name}: {flag.help}{default}")
+    if command == "train":
+        lines.append("  --config.FIELD=VALUE: override any field of the config file "
+                     "(see configs/default.py)")
+    return "\n".join(lines) + "\n"
+
+
+def _define(command: str) -> None:
+    """Defines `command`'s flags, first removing any a previous in-process run defined."""
+    for name in _DEFINED:
+        if name in FLAGS:
+            delattr(FLAGS, name)
+    _DEFINED.clear()
+    before = set(FLAGS)
+    COMMANDS[command][0]()
+    _DEFINED.extend(sorted(set(FLAGS) - before))
+
+
 def run(argv: list[str] | None = None) -> None:
-    """Console entry point: `charjax COMMAND [FLAGS]`."""
+    """Console entry point: `charjax COMMAND [FLAGS]`; `argv` runs it in-process."""
+    global _ARGV, _PROGRAM
+    _PROGRAM = argv is None
     argv = list(sys.argv if argv is None else argv)
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(USAGE, end="")
@@ -336,8 +476,12 @@ def run(argv: list[str] | None = None) -> None:
     command = argv[1]
     if command not in COMMANDS:
         _fail("", f"unknown command {command!r}; choose one of {sorted(COMMANDS)}")
-    define, main = COMMANDS[command]
-    define()
+    _ARGV = [f"charjax {command}", *argv[2:]]
+    _define(command)
+    main = COMMANDS[command][1]
+    if any(a in ("-h", "--help", "-help", "--helpshort", "--helpfull") for a in argv[2:]):
+        print(_command_help(command), end="")
+        sys.exit(0)
     app.run(
         _guarded(command, main),
         argv=[f"charjax {command}", *argv[2:]],

@@ -7,13 +7,14 @@ the ensemble is scored on the test split they share.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
 import ml_collections
 
-from charjax import checkpoints, distributed, evaluate, train
+from charjax import checkpoints, distributed, evaluate, jsonio, train, validation
+from charjax import workdir as workdir_lib
+from charjax.errors import WorkdirError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,18 @@ def member_config(config: ml_collections.ConfigDict, index: int) -> ml_collectio
 def train_ensemble(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains `config.ensemble_members` members and writes WORKDIR/metrics.json with each
     member's test accuracy and the ensemble's, by mean probability and by majority vote."""
+    validation.check_config(config)
+    workdir_lib.check_usable(workdir)
+    for name in ("checkpoints", "config.json"):
+        if os.path.exists(os.path.join(workdir, name)):
+            raise WorkdirError(
+                f"--workdir {workdir}: holds a single run ({name}); an ensemble would write its "
+                "metrics.json over that run's; train the ensemble into a new --workdir")
+    with workdir_lib.claim(workdir, enabled=distributed.is_main_process()):
+        return _train_members(config, workdir)
+
+
+def _train_members(config: ml_collections.ConfigDict, workdir: str) -> dict:
     count = config.ensemble_members
     members = []
     for index in range(count):
@@ -61,8 +74,7 @@ def train_ensemble(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "n": mean["n"],
     }
     if distributed.is_main_process():
-        with open(os.path.join(workdir, "metrics.json"), "w") as f:
-            json.dump(result, f, indent=2)
+        jsonio.write(os.path.join(workdir, "metrics.json"), result)
     log.info(
         "ensemble of %d: test accuracy %.4f (mean probability), %.4f (vote); members %s",
         count, mean["accuracy"], vote["accuracy"],

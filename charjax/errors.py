@@ -1,8 +1,13 @@
-"""Errors that carry a message a user can act on; the CLI prints them as one line."""
+"""Errors that carry a message a user can act on; the CLI prints them as one line.
+
+Each class has the exit status the CLI returns for it (1 unless said otherwise).
+"""
 
 
 class CharjaxError(Exception):
     """Base of the errors the CLI reports without a traceback."""
+
+    exit_code = 1
 
 
 class DataError(CharjaxError, ValueError):
@@ -11,3 +16,24 @@ class DataError(CharjaxError, ValueError):
 
 class CheckpointError(CharjaxError):
     """A missing, mismatched or corrupt checkpoint; the message names the path and the fix."""
+
+
+class ConfigError(CharjaxError, ValueError):
+    """A config field with a bad value; the message names the field, the value and the fix."""
+
+
+class WorkdirError(CharjaxError):
+    """A workdir that cannot be used: a file, not writable, in use, or another run's."""
+
+
+class DivergedError(CharjaxError):
+    """The loss became NaN or infinite; the run stopped before keeping those weights."""
+
+
+class Interrupted(CharjaxError):
+    """SIGINT or SIGTERM: the run stopped cleanly at a step boundary; rerun to resume."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum

@@ -127,6 +127,24 @@ def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray) ->
     }
 
 
+def ensemble_metrics(
+    probabilities: list[np.ndarray], labels: np.ndarray, vote: bool = False
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Metrics of several models combined, and the scores they were read from.
+
+    A vote yields shares of models, not probabilities, so a cross-entropy on them means
+    nothing; with `vote` the accuracies come from the vote and the loss from the members'
+    mean probability (`loss_of` says which).
+    """
+    mean = combine(probabilities)
+    scores = combine(probabilities, vote=True) if vote else mean
+    result = metrics_from_probabilities(scores, labels)
+    if vote:
+        result["loss"] = metrics_from_probabilities(mean, labels)["loss"]
+    result["loss_of"] = "mean probability"
+    return result, scores
+
+
 def most_confused_pairs(
     probabilities: np.ndarray, labels: np.ndarray, top: int = 10
 ) -> list[tuple[str, str, int]]:

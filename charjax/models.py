@@ -186,6 +186,15 @@ def describe_impl(impl: str, backend: str | None = None) -> str:
     return f"backend {backend}, model kernels: {kind}"
 
 
+# Compute precisions: float32, or bf16 compute with float32 master weights.
+PRECISIONS: tuple[str, ...] = ("float32", "bf16")
+
+
+def model_choices() -> list[str]:
+    """Every accepted `model.name`: the registered names and the tutorial's numbers."""
+    return model_names() + sorted(_ALIASES)
+
+
 def model_names() -> list[str]:
     """Registered model names (aliases not included)."""
     return sorted(_REGISTRY)
@@ -200,7 +209,7 @@ def create_model(model_config: ml_collections.ConfigDict, precision: str = "floa
             f"unknown model {model_config.name!r}; choose one of {model_names()} "
             f"or a number in {sorted(_ALIASES)}"
         )
-    dtypes = {"float32": jnp.float32, "bf16": jnp.bfloat16}
+    dtypes = dict(zip(PRECISIONS, (jnp.float32, jnp.bfloat16), strict=True))
     if precision not in dtypes:
         raise ValueError(f"unknown precision {precision!r}; choose 'float32' or 'bf16'")
     return _REGISTRY[name](model_config, dtypes[precision])

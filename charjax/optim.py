@@ -8,6 +8,9 @@ from __future__ import annotations
 import ml_collections
 import optax
 
+NAMES: tuple[str, ...] = ("adam", "adamw")
+SCHEDULES: tuple[str, ...] = ("constant", "cosine", "onecycle")
+
 
 def default_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()

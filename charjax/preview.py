@@ -1,11 +1,15 @@
 """Labelled image grids as PNG: eyeball a dataset, its augmentation, or a model's mistakes.
 
-Pillow only (no matplotlib, no display), so it works on a headless training box.
+Pillow draws (no display needed, so it works on a headless training box); the captions use
+the DejaVu Sans Mono font that matplotlib ships, where I, l and 1 (and O and 0) differ —
+in Pillow's default font I and l are the same bar, so "l→I" read "l→l".
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 
 import jax
 import ml_collections
@@ -37,11 +41,13 @@ def write_grid(
     classes: str = charset.CLASSES,
     columns: int = 16,
     predictions: np.ndarray | None = None,
+    confidences: np.ndarray | None = None,
 ) -> None:
     """Write images [N, H, W, 1] (uint8, or float in [0, 1]) as a labelled PNG grid.
 
     Each cell shows the thumbnail and its character; with `predictions` it shows
-    "true→pred", red where they differ. The PNG is ``min(columns, N)`` cells wide and
+    "true→pred", red where they differ, followed by the prediction's probability when
+    `confidences` [N] is given. The PNG is ``min(columns, N)`` cells wide and
     ``ceil(N / columns)`` cells high, each cell `cell_size(H, W)`.
     """
     thumbs = _to_uint8(images)
@@ -57,7 +63,7 @@ def write_grid(
     cell_w, cell_h = cell_size(h, w)
     grid = Image.new("RGB", (cols * cell_w, math.ceil(n / cols) * cell_h), _BACKGROUND)
     draw = ImageDraw.Draw(grid)
-    font = ImageFont.load_default(size=FONT_SIZE)
+    font = caption_font()
     for i in range(n):
         x, y = (i % cols) * cell_w, (i // cols) * cell_h
         size = (w * SCALE, h * SCALE)
@@ -70,8 +76,23 @@ def write_grid(
         else:
             pred = classes[predictions[i]]
             colour = _TEXT if pred == true else _WRONG
-            _centred_text(draw, font, [true, _ARROW, pred], x, cell_w, text_y, colour)
+            parts = [true, _ARROW, pred]
+            if confidences is not None:
+                parts.append(f" {100 * float(confidences[i]):.0f}%")
+            _centred_text(draw, font, parts, x, cell_w, text_y, colour)
     grid.save(path, format="PNG")
+
+
+@functools.lru_cache(maxsize=1)
+def caption_font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """DejaVu Sans Mono from matplotlib's data, else Pillow's default font."""
+    try:
+        import matplotlib
+
+        path = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSansMono.ttf")
+        return ImageFont.truetype(path, FONT_SIZE)
+    except (ImportError, OSError):
+        return ImageFont.load_default(size=FONT_SIZE)
 
 
 def preview_dataset(

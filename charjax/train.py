@@ -19,6 +19,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax.training import train_state
 
@@ -30,12 +31,16 @@ from charjax import (
     distributed,
     evaluate,
     input_pipeline,
+    interrupt,
+    jsonio,
     layers,
     models,
     optim,
     reporting,
+    validation,
 )
-from charjax.errors import CheckpointError
+from charjax import workdir as workdir_lib
+from charjax.errors import CheckpointError, WorkdirError
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +198,9 @@ def _period_means(metrics: list, count: int) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(recent).items()}
 
 
+MAX_IN_FLIGHT = 8  # steps queued on the device before the host waits for the oldest
+
+
 def train_epoch(
     state: TrainState,
     step_fn: Callable,
@@ -222,11 +230,16 @@ def train_epoch(
     # can wait in a collective for a thread that never comes (a 40 s rendezvous timeout
     # kills the run). Waiting for the step two back keeps the queue short; elsewhere the
     # queue is unbounded and the host never waits.
+    # Everywhere else a short queue (MAX_IN_FLIGHT steps) keeps the device busy while the
+    # host returns to Python often enough to notice Ctrl-C within a few steps.
     cpu_mesh = placement is not None and placement.num_devices > 1
-    max_in_flight = 2 if cpu_mesh and jax.default_backend() == "cpu" else 0
+    max_in_flight = 2 if cpu_mesh and jax.default_backend() == "cpu" else MAX_IN_FLIGHT
     bar = reporter.progress(steps, f"epoch {epoch}") if reporter else contextlib.nullcontext()
     with bar:
         for i in range(steps):
+            if interrupt.requested() is not None:
+                jax.block_until_ready(state)  # the queued steps finish before anyone exits
+                interrupt.raise_if_requested()
             state, metrics = step_fn(state, images, labels, perm, i, key)
             if max_in_flight and i >= max_in_flight:
                 jax.block_until_ready(history[i - max_in_flight])
@@ -306,13 +319,48 @@ def _init_from(state: TrainState, other_workdir: str) -> TrainState:
 
 
 def _write_json(workdir: str, name: str, data: dict) -> None:
-    """Writes WORKDIR/name atomically, from process 0 only."""
+    """Writes WORKDIR/name atomically as strict JSON, from process 0 only."""
     if not distributed.is_main_process():
         return
-    path = os.path.join(workdir, name)
-    with open(path + ".tmp", "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(path + ".tmp", path)
+    jsonio.write(os.path.join(workdir, name), data)
+
+
+def _check_init_from(config: ml_collections.ConfigDict, workdir: str) -> None:
+    other = config.init_from
+    if not other:
+        return
+    if os.path.abspath(other) == os.path.abspath(workdir):
+        raise CheckpointError(f"--config.init_from={other!r}: is this run's own --workdir; "
+                              "to continue a run just rerun it, or name another run")
+    if not os.path.isdir(checkpoints.checkpoint_dir(other)):
+        raise CheckpointError(f"--config.init_from={other!r}: holds no checkpoints; name the "
+                              "--workdir of a finished run")
+
+
+def _stored_config(workdir: str) -> dict | None:
+    """The config of the run already in `workdir` (its latest checkpoint's, else its
+    config.json), or None for a fresh workdir. Refuses leftovers nothing can resume."""
+    if os.path.isdir(checkpoints.checkpoint_dir(workdir)):
+        mngr = checkpoints.manager(workdir, create=False, read_only=True)
+        try:
+            step = mngr.latest_step()
+            if step is not None:
+                return checkpoints.read_config(mngr, step)
+        finally:
+            mngr.close()
+    leftovers = workdir_lib.foreign_files(workdir)
+    if "metrics.json" in leftovers:
+        raise WorkdirError(
+            f"--workdir {workdir}: holds metrics.json of another run but no checkpoint to "
+            "resume from; train into a new --workdir (or delete that run's files)")
+    if "config.json" in leftovers:
+        try:
+            with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise WorkdirError(f"{workdir}/config.json: unreadable ({e}); train into a new "
+                               "--workdir") from None
+    return None
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -320,27 +368,73 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     scores the test split with them and writes WORKDIR/metrics.json. Returns that dict.
 
     Reruns on the same workdir continue from the latest checkpoint. Runs data-parallel
-    over every device of every process (see `distributed`).
+    over every device of every process (see `distributed`). The config, the data and the
+    workdir are all checked before anything is written or compiled; the workdir is
+    locked against a second writer for the whole run.
     """
+    validation.check_config(config)
     distributed.initialize(config.get("distributed"))
     if not distributed.is_main_process():
         logging.getLogger("charjax").setLevel(logging.WARNING)  # process 0 speaks for all
     placement = distributed.data_placement()
     placement.check_batch_size(config.batch_size)
-    os.makedirs(workdir, exist_ok=True)
+    _check_init_from(config, workdir)
+    with workdir_lib.claim(workdir, enabled=distributed.is_main_process()):
+        return _train_claimed(config, workdir, placement)
+
+
+def _train_claimed(
+    config: ml_collections.ConfigDict, workdir: str, placement: distributed.Placement
+) -> dict:
     config_dict = resolved_config(config)
-    splits = load_splits(config, workdir)  # before Orbax starts threads: bad data exits cleanly
+    # Data before Orbax starts threads and before any write: bad data exits cleanly.
+    dataset, skipped = datasets.load_with_skipped(config.data.source, config.data)
+    datasets.require_classes(dataset, config.data.source)
+    splits = input_pipeline.stratified_split(
+        dataset, config.data.val_fraction, config.data.test_fraction, config.data.split_seed
+    )
+    counts = np.bincount(dataset.labels)
+    validation.check_splits(
+        config,
+        {"train": len(splits.train), "validation": len(splits.validation),
+         "test": len(splits.test)},
+        counts[counts > 0],
+    )
+    stored = _stored_config(workdir)
+    if stored is not None:
+        _check_resume_config(workdir, stored, config_dict)
+    # From here on the run writes into the workdir (config.json once the state restored).
     mngr = checkpoints.manager(workdir, keep_best=config.get("keep_best", 2))
-    if mngr.latest_step() is not None:
-        _check_resume_config(
-            workdir, checkpoints.read_config(mngr, mngr.latest_step()), config_dict
-        )
-    _write_json(workdir, "config.json", config_dict)
     log.info(
         "data %s: %d train, %d validation, %d test images; %d device(s), %d process(es)",
         config.data.source, len(splits.train), len(splits.validation), len(splits.test),
         placement.num_devices, jax.process_count(),
     )
+    reporter = reporting.Reporter(workdir, config)
+    try:
+        with interrupt.deferred():
+            return _run(config, workdir, placement, (splits, skipped), mngr, config_dict,
+                        reporter)
+    finally:
+        # Whatever ended the run (done, NaN, Ctrl-C, a bug): the checkpoint being written is
+        # finished and Orbax's threads stop before the process may exit.
+        mngr.wait_until_finished()
+        mngr.close()
+        reporter.close()
+        with contextlib.suppress(OSError):  # a run that saved nothing leaves no empty folder
+            os.rmdir(checkpoints.checkpoint_dir(workdir))
+
+
+def _run(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    placement: distributed.Placement,
+    data: tuple[input_pipeline.Splits, list[datasets.Skipped]],
+    mngr: Any,
+    config_dict: dict,
+    reporter: reporting.Reporter,
+) -> dict:
+    splits, skipped = data
     key = jax.random.key(config.seed)
     steps_per_epoch = len(splits.train) // config.batch_size
     state = create_train_state(config, jax.random.fold_in(key, 0), steps_per_epoch)
@@ -355,6 +449,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         log.info("resuming from the checkpoint of epoch %d", mngr.latest_step())
     elif config.get("init_from"):
         state = _init_from(state, config.init_from)
+    where = datasets.write_skipped(skipped, workdir) if distributed.is_main_process() else None
+    if where:
+        log.warning("%s: %d file(s) left out, listed in %s", config.data.source, len(skipped),
+                    where)
+    _write_json(workdir, "config.json", config_dict)
 
     state, key = placement.replicate((state, key))
     train_data = placement.replicate(input_pipeline.host_arrays(splits.train))
@@ -366,7 +465,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     eval_fn = make_device_eval_step(placement)
     # Writes on process 0 only; flushed at each epoch's end, so a crash loses at most that
     # epoch's step losses, which the resumed run hides anyway (its purge step).
-    reporter = reporting.Reporter(workdir, config)
     learning_rate = optim.learning_rate_schedule(config, steps_per_epoch)
     shown = reporting.settings(config).sample_images
     reporter.start(
@@ -381,6 +479,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     start_epoch = len(history) + 1
     train_start = time.perf_counter() - sum(e["seconds"] for e in history)
     for epoch in range(start_epoch, config.num_epochs + 1):
+        interrupt.raise_if_requested()
         t0 = time.perf_counter()
         state, train_metrics = train_epoch(
             state, step_fn, train_data, key, epoch, config.batch_size, config.log_every_steps,
@@ -408,6 +507,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             epoch, history[-1], step=step, learning_rate=float(learning_rate(step)),
             images_per_s=len(splits.train) / train_seconds_epoch, state=state,
         )
+        # A diverged epoch is never saved, so it can never become the best or the latest.
+        validation.check_finite(epoch, history[-1], config.learning_rate)
         checkpoints.save(
             mngr, epoch, state, config_dict, history,
             {"val_accuracy": val["accuracy"], "val_loss": val["loss"]},
@@ -417,7 +518,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     best_epoch = mngr.best_step()
     best_state, _, _ = checkpoints.restore(mngr, best_epoch, state)
-    mngr.close()
     best_state = placement.replicate(best_state)
     test = evaluate.evaluate_arrays(
         eval_fn, best_state, *placement.replicate(input_pipeline.host_arrays(splits.test)),
@@ -440,5 +540,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         history, best_state, splits.test.images, splits.test.labels,
         step=int(jax.device_get(state.step)), summary=result,
     )
-    reporter.close()
     return result

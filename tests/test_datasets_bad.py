@@ -87,7 +87,7 @@ CASES = {
                                             "is not one of the 62 classes"),
     "two-digit digit label": (lambda r: save(r / "07_0001.png"), "character code"),
     "name matching no pattern": (lambda r: save(r / "scan0001.png"),
-                                 "does not match the label pattern"),
+                                 "does not start with a label"),
     "decompression bomb": (lambda r: _write(r / "A_0008.png", bomb_png()), "too large"),
     "symlink loop": (_symlink_loop, "symlink loop"),
     "dangling symlink": (_dangling, "dangling symlink"),

@@ -1,8 +1,9 @@
 """`folder:PATH` — a folder of labelled character images, decoded on all cores and cached.
 
-Two layouts, told apart by what the folder's top level holds:
+Two layouts, decided once from what the folder's top level holds, before any file is read:
 
-* **Labelled file names** (the tutorial's): images anywhere under PATH whose name carries
+* **Labelled file names** (the tutorial's; PATH has no sub-folder named like a class):
+  images anywhere under PATH whose name carries
   the label, e.g. ``A_0001.png``, ``a_0002.jpg``, ``label_97_0003.png``, ``u0061_0004.png``.
   The label is read with the regex ``data.folder.pattern``, which must have a named group
   ``label`` and is matched (``re.fullmatch``) against the file name without its extension.
@@ -11,6 +12,10 @@ Two layouts, told apart by what the folder's top level holds:
 * **One sub-folder per class**: PATH holds no image files itself and every sub-folder
   name is a label token (``A/``, ``a/``, ``97/``, ``u0061/``); its images may have any name
   and may sit in deeper folders.
+* Anything else (class sub-folders *and* images at the top, or *and* other folders) is a
+  **mixed** layout: a DataError naming the files that disagree. With ``skip_bad`` it is
+  read as one sub-folder per class and those files are left out as bad, so skip_bad
+  never changes how the other files are labelled.
 
 A label token is one character of the charset (``A``), or — because ``a`` and ``A``
 collide on case-insensitive file systems (macOS, Windows) — its character code: two or
@@ -90,7 +95,9 @@ class _File(NamedTuple):
 class _Scan(NamedTuple):
     files: list[_File]  # image candidates, sorted by relative path
     skipped: list[Skipped]  # bad or ignored entries found while walking
-    layout: str  # "names" or "classes"
+    layout: str  # "names", "classes" or "mixed" (see _layout)
+    top_images: list[str]  # image files at the top level, sorted
+    other_dirs: list[str]  # top-level folders whose names are not label tokens, sorted
 
 
 def token_to_char(token: str) -> str | None:
@@ -127,6 +134,8 @@ def load(
         raise DataError(f"{root}: is a file, not a folder (for an .npz file use npz:{root})")
     start = time.perf_counter()
     scan = _scan(root)
+    if scan.layout == "mixed" and not skip_bad:
+        raise DataError(_mixed_message(root, scan))
     labels, skipped = _label_files(root, scan, regex, pattern)
     _fail_on_bad(skipped, skip_bad)
 
@@ -166,10 +175,10 @@ def _compile(pattern: str) -> re.Pattern:
     try:
         regex = re.compile(pattern)
     except re.error as e:
-        raise DataError(f"data.folder.pattern {pattern!r} is not a valid regex: {e}") from None
+        raise DataError(f"data.folder.pattern {pattern} is not a valid regex: {e}") from None
     if "label" not in regex.groupindex:
         raise DataError(
-            f"data.folder.pattern {pattern!r} needs a named group (?P<label>...) around the "
+            f"data.folder.pattern {pattern} needs a named group (?P<label>...) around the "
             "label token"
         )
     return regex
@@ -182,7 +191,7 @@ def _scan(root: str) -> _Scan:
     skipped: list[Skipped] = []
     seen: dict[tuple[int, int], str] = {}
     top_dirs: list[str] = []
-    top_files = False
+    top_images: list[str] = []
     stack = [""]
     root_stat = os.stat(root)
     seen[(root_stat.st_dev, root_stat.st_ino)] = "."
@@ -206,7 +215,6 @@ def _scan(root: str) -> _Scan:
                 reason = ("symlink loop" if e.errno == errno.ELOOP else "dangling symlink"
                           if entry.is_symlink() else f"cannot stat ({e.strerror or e})")
                 skipped.append(Skipped(entry.path, "bad", reason))
-                top_files |= not rel_dir
                 continue
             if stat.S_ISDIR(st.st_mode):
                 ident = (st.st_dev, st.st_ino)
@@ -224,18 +232,48 @@ def _scan(root: str) -> _Scan:
             ext = name[dot:].lower() if dot > 0 else ""
             if ext in image_exts:
                 files.append(_File(rel, st.st_size, st.st_mtime_ns))
-                top_files |= not rel_dir
+                if not rel_dir:
+                    top_images.append(name)
             elif ext in UNSUPPORTED_EXTENSIONS:
                 skipped.append(Skipped(entry.path, "bad", f"unsupported image format {ext}; "
                                        "convert it to PNG"))
-                top_files |= not rel_dir
             else:
                 skipped.append(Skipped(entry.path, "ignored",
                                        "not an image file (by its extension)"))
     files.sort()
-    is_classes = (not top_files and bool(top_dirs)
-                  and all(token_to_char(d) is not None for d in top_dirs))
-    return _Scan(files, skipped, "classes" if is_classes else "names")
+    other_dirs = sorted(d for d in top_dirs if token_to_char(d) is None)
+    layout = _layout(len(top_dirs) - len(other_dirs), bool(top_images), bool(other_dirs))
+    return _Scan(files, skipped, layout, sorted(top_images), other_dirs)
+
+
+def _layout(class_dirs: int, top_images: bool, other_dirs: bool) -> str:
+    """The folder's layout, decided once from its top level, before any file is read.
+
+    Class sub-folders alone: "classes". No class sub-folder: "names". Both class folders
+    and images at the top (or folders that are not class names): "mixed", which is refused
+    unless skip_bad, and then read as "classes" with the disagreeing files left out, so
+    skip_bad never changes how the other files are labelled.
+    """
+    if not class_dirs:
+        return "names"
+    return "mixed" if top_images or other_dirs else "classes"
+
+
+def _mixed_message(root: str, scan: _Scan) -> str:
+    def listed(names: list[str], suffix: str = "") -> str:
+        shown = ", ".join(n + suffix for n in names[:3])
+        return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    parts = []
+    if scan.top_images:
+        parts.append(f"image files at its top ({listed(scan.top_images)})")
+    if scan.other_dirs:
+        parts.append(f"folders that are not class names ({listed(scan.other_dirs, '/')})")
+    return (
+        f"{root}: mixed layout: class sub-folders (one per character) but also "
+        f"{' and '.join(parts)}, which would be labelled another way; move those into their "
+        "class folders or out of the folder, or pass --config.data.skip_bad=True to leave "
+        "them out")
 
 
 def _label_files(
@@ -246,7 +284,13 @@ def _label_files(
     labels = []
     index = {c: i for i, c in enumerate(charset.CLASSES)}
     for f in scan.files:
-        if scan.layout == "classes":
+        if scan.layout == "mixed" and os.sep not in f.rel:
+            skipped.append(Skipped(os.path.join(root, f.rel), "bad",
+                                   "an image at the top of a folder of class sub-folders "
+                                   "(mixed layout); move it into its class folder"))
+            labels.append(-1)
+            continue
+        if scan.layout in ("classes", "mixed"):
             token, where = f.rel.split(os.sep, 1)[0], "folder name"
         else:
             name = f.rel[f.rel.rfind(os.sep) + 1 :]
@@ -275,11 +319,13 @@ def _label_files(
 
 def _no_match_hint(stem: str, pattern: str) -> str:
     if pattern == DEFAULT_PATTERN:
-        how = ("name files like A_0001.png, label_97_0001.png or u0061_0001.png, put them in "
-               "one sub-folder per class, or set --config.data.folder.pattern")
-    else:
-        how = "fix the name or --config.data.folder.pattern"
-    return f"file name {stem!r} does not match the label pattern {pattern!r}; {how}"
+        return (f"file name {stem!r} does not start with a label (one of the "
+                f"{charset.NUM_CLASSES} characters 0-9 A-Z a-z, or its code); name files like "
+                "A_0001.png, label_97_0001.png or u0061_0001.png, put them in one sub-folder "
+                "per class, or set --config.data.folder.pattern")
+    # The pattern as typed, not its repr: a repr doubles every backslash.
+    return (f"file name {stem!r} does not match the label pattern {pattern} "
+            "(data.folder.pattern); fix the name or the pattern")
 
 
 def _fail_on_bad(skipped: list[Skipped], skip_bad: bool) -> None:

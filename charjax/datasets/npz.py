@@ -47,11 +47,39 @@ def _map_labels(labels: np.ndarray, classes: str | None, path: str) -> np.ndarra
     return mapped.astype(np.int32)
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # np.savez writes a zip archive
+_EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+
+
+def _check_magic(path: str) -> None:
+    """Names what the file really is when it is no zip archive (np.load would otherwise
+    try to unpickle it and blame allow_pickle)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
+        return
+    if not head:
+        what = "is empty (0 bytes)"
+    elif head.startswith(b"\x93NUMPY"):
+        what = "is a single-array .npy file, not an .npz archive"
+    elif all(32 <= c < 127 or c in b"\t\r\n" for c in head):
+        what = ("is a text file (it starts with "
+                f"{head.decode('ascii').strip().splitlines()[0][:24]!r}), not an .npz archive")
+    else:
+        what = "is not an .npz archive (no zip header)"
+    raise DataError(f"{path}: {what}; save the arrays with np.savez(path, images=uint8 [N,H,W], "
+                    "labels=int [N])")
+
+
 def load(path: str | os.PathLike) -> Dataset:
     """Reads and validates an npz file; every problem is one DataError naming the file."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file (expected an .npz with 'images' and 'labels')")
+    _check_magic(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = {"images", "labels"} - set(data.files)

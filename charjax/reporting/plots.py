@@ -156,11 +156,14 @@ def errors(
     limit: int = 64,
     columns: int = 16,
 ) -> int:
-    """Grid of the worst misclassified images labelled 'true → predicted' (preview's
-    write_grid). Returns how many it shows; writes nothing when there is no mistake.
+    """Grid of the worst misclassified images labelled 'true → predicted NN%' (preview's
+    write_grid, with the model's probability of its wrong answer). Returns how many it
+    shows; writes nothing when there is no mistake.
     """
     worst = worst_errors(probabilities, labels, limit)
     if len(worst):
+        predicted = probabilities[worst].argmax(-1)
         preview.write_grid(images[worst], np.asarray(labels)[worst], path, columns=columns,
-                           predictions=probabilities[worst].argmax(-1))
+                           predictions=predicted,
+                           confidences=probabilities[worst, predicted])
     return len(worst)

@@ -1,0 +1,271 @@
+"""Checks a training config before the run touches anything, so a bad value costs nothing.
+
+`check_config` looks at the config alone (names, types, ranges) and runs before the
+workdir is created or anything is compiled; `check_splits` looks at the split sizes once
+the data is loaded, still before anything is written. `check_finite` guards each epoch's
+numbers. Every failure is one `ConfigError` (or `DivergedError`) whose message reads
+``--config.FIELD=VALUE: what is wrong; the fix`` — the same spelling as the override that
+mends it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from charjax import charset, models, optim
+from charjax.errors import ConfigError, DivergedError
+
+PROGRESS_MODES = ("auto", "bar", "plain", "off")
+SOURCE_KINDS = ("synthetic", "npz:PATH", "folder:PATH", "tfds:NAME[:SPLIT]")
+
+_MISSING = object()
+
+
+def _get(config: Any, dotted: str) -> Any:
+    node = config
+    for part in dotted.split("."):
+        try:
+            node = node[part]
+        except (KeyError, TypeError, AttributeError):
+            return _MISSING
+    return node
+
+
+def _fail(field: str, value: Any, problem: str, fix: str) -> ConfigError:
+    return ConfigError(f"--config.{field}={value!r}: {problem}; {fix}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool)
+
+
+class _Checker:
+    """Reads fields of one config; each method raises on the first bad value."""
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    def value(self, field: str) -> Any:
+        value = _get(self.config, field)
+        if value is _MISSING:
+            raise ConfigError(
+                f"config.{field} is missing; add it to the config file (configs/default.py "
+                "lists every field)")
+        return value
+
+    def integer(self, field: str, minimum: int, example: int, why: str = "") -> int:
+        value = self.value(field)
+        if not _is_int(value) or value < minimum:
+            raise _fail(field, value, f"must be a whole number >= {minimum}{why}",
+                        f"e.g. --config.{field}={example}")
+        return int(value)
+
+    def number(
+        self, field: str, low: float, high: float, example: float, *,
+        low_open: bool = False, high_open: bool = False, why: str = "",
+    ) -> float:
+        value = self.value(field)
+        ok = _is_number(value) and math.isfinite(float(value))
+        if ok:
+            v = float(value)
+            ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+        if not ok:
+            left = "(" if low_open else "["
+            right = ")" if high_open else "]"
+            shown_high = "inf" if math.isinf(high) else f"{high:g}"
+            raise _fail(field, value, f"must be a finite number in {left}{low:g}, "
+                        f"{shown_high}{right}{why}", f"e.g. --config.{field}={example}")
+        return float(value)
+
+    def choice(self, field: str, choices: Sequence[str]) -> str:
+        value = self.value(field)
+        if str(value) not in choices or not isinstance(value, str | int):
+            raise _fail(field, value, "unknown name", f"choose one of {', '.join(choices)}")
+        return str(value)
+
+    def boolean(self, field: str) -> bool:
+        value = self.value(field)
+        if not isinstance(value, bool | np.bool_):
+            raise _fail(field, value, "must be True or False", f"e.g. --config.{field}=True")
+        return bool(value)
+
+    def text(self, field: str) -> str:
+        value = self.value(field)
+        if not isinstance(value, str):
+            raise _fail(field, value, "must be a string", f"e.g. --config.{field}=''")
+        return value
+
+
+def check_config(config: Any) -> None:
+    """Raises ConfigError for the first field of a training config that cannot work."""
+    c = _Checker(config)
+    c.integer("seed", 0, 0)
+    epochs = c.integer("num_epochs", 1, 12, " (the epochs to train)")
+    c.integer("batch_size", 1, 128, " (images per training step)")
+    c.integer("eval_batch_size", 1, 512, " (images per evaluation step)")
+    c.number("learning_rate", 0.0, math.inf, 1e-3, low_open=True)
+    c.number("label_smoothing", 0.0, 1.0, 0.1, high_open=True)
+    c.number("ema_decay", 0.0, 1.0, 0.999, high_open=True, why=" (0 turns the average off)")
+    c.choice("precision", models.PRECISIONS)
+    c.integer("log_every_steps", 0, 100, " (0: no step logging)")
+    c.integer("ensemble_members", 1, 5)
+    c.integer("keep_best", 1, 2, " (best checkpoints kept)")
+    c.text("init_from")
+
+    c.choice("model.name", models.model_choices())
+    for field in ("model.hidden", "model.bn_hidden"):
+        if _get(config, field) is not _MISSING:
+            c.integer(field, 1, 128)
+    if _get(config, "model.impl") is not _MISSING:
+        c.choice("model.impl", models.IMPLS)
+    c.number("model.dropout", 0.0, 1.0, 0.5, high_open=True)
+
+    c.choice("optimizer.name", optim.NAMES)
+    c.choice("optimizer.schedule", optim.SCHEDULES)
+    c.number("optimizer.weight_decay", 0.0, math.inf, 1e-4)
+    c.number("optimizer.warmup_epochs", 0.0, float(epochs), 0.0,
+             high_open=epochs > 0 and c.value("optimizer.schedule") != "constant",
+             why=f" (at most num_epochs={epochs}, and less for a decaying schedule)")
+    c.number("optimizer.final_lr_fraction", 0.0, 1.0, 0.01)
+    c.number("optimizer.grad_clip_norm", 0.0, math.inf, 1.0, why=" (0: no clipping)")
+
+    _check_data(c)
+    _check_augment(c)
+    c.choice("report.progress", PROGRESS_MODES)
+    for field, example in (("report.projector_max", 10_000), ("report.sample_images", 64),
+                           ("report.error_images", 64), ("report.confused_pairs", 25),
+                           ("report.projector_every_epochs", 0)):
+        c.integer(field, 0, example)
+    c.boolean("report.tensorboard")
+    c.boolean("report.plots")
+
+
+def _check_data(c: _Checker) -> None:
+    source = c.text("data.source")
+    kind, colon, arg = source.partition(":")
+    if not ((kind == "synthetic" and not colon) or (kind in ("npz", "folder", "tfds") and arg)):
+        raise _fail("data.source", source, "unknown dataset spec",
+                    f"use one of {', '.join(SOURCE_KINDS)}")
+    why = " (the best epoch is chosen on the validation split, and the test split scores it)"
+    val = c.number("data.val_fraction", 0.0, 1.0, 0.1, low_open=True, high_open=True, why=why)
+    test = c.number("data.test_fraction", 0.0, 1.0, 0.1, low_open=True, high_open=True, why=why)
+    if val + test >= 1.0:
+        raise ConfigError(
+            f"--config.data.val_fraction={val!r} and --config.data.test_fraction={test!r} sum "
+            "to 1 or more, leaving nothing to train on; make them sum to less than 1, e.g. 0.1 "
+            "each")
+    c.integer("data.split_seed", 0, 0)
+    c.text("data.cache_dir")
+    c.boolean("data.skip_bad")
+    c.text("data.tfds_data_dir")
+    if kind == "synthetic":
+        from charjax.datasets import synthetic
+
+        c.integer("data.synthetic.num_images", charset.NUM_CLASSES, 62 * 800,
+                  f" (at least one image of each of the {charset.NUM_CLASSES} classes)")
+        c.integer("data.synthetic.seed", 0, 0)
+        c.choice("data.synthetic.framing", synthetic.FRAMINGS)
+    if kind == "folder":
+        pattern = c.text("data.folder.pattern")
+        try:
+            regex = re.compile(pattern)
+        except re.error as e:
+            raise ConfigError(f"--config.data.folder.pattern: {pattern} is not a valid regex "
+                              f"({e}); fix the pattern or leave the default") from None
+        if "label" not in regex.groupindex:
+            raise ConfigError(f"--config.data.folder.pattern: {pattern} has no named group "
+                              "(?P<label>...); put one around the label token")
+
+
+def _check_augment(c: _Checker) -> None:
+    c.boolean("augment.enabled")
+    c.number("augment.prob", 0.0, 1.0, 1.0)
+    c.number("augment.max_shift", 0.0, float(charset.IMAGE_SIZE), 2.0, why=" (pixels)")
+    c.number("augment.max_rotation", 0.0, 180.0, 8.0, why=" (degrees)")
+    c.number("augment.max_shear", 0.0, 90.0, 5.0, high_open=True, why=" (degrees)")
+    zoom = c.value("augment.zoom_range")
+    if (not isinstance(zoom, Sequence) or len(zoom) != 2 or not all(
+            _is_number(z) and math.isfinite(z) and z > 0 for z in zoom) or zoom[0] > zoom[1]):
+        raise _fail("augment.zoom_range", zoom, "must be two positive numbers (low, high) with "
+                    "low <= high", "e.g. --config.augment.zoom_range='(0.95, 1.05)'")
+    c.boolean("augment.elastic")
+    c.number("augment.elastic_alpha", 0.0, math.inf, 50.0, why=" (pixels)")
+    c.number("augment.elastic_sigma", 0.0, math.inf, 6.0, low_open=True, why=" (pixels)")
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def _smallest_fraction(counts: np.ndarray, other: float, ok: Callable[[float], bool]) -> float:
+    """The smallest fraction (in steps of 0.01) for which `ok` holds, or 0 if none does."""
+    for hundredths in range(1, 100):
+        f = hundredths / 100
+        if f + other < 1 and ok(f):
+            return f
+    return 0.0
+
+
+def check_splits(
+    config: Any, label_counts: Mapping[str, int], class_sizes: np.ndarray
+) -> None:
+    """Refuses split sizes a run cannot use: an empty validation or test split, or a
+    training split smaller than one batch. `label_counts` holds the split sizes
+    ('train', 'validation', 'test'); `class_sizes` the images per class present."""
+    from charjax import input_pipeline
+
+    val, test = float(config.data.val_fraction), float(config.data.test_fraction)
+
+    def sizes(v: float, t: float) -> tuple[int, int]:
+        counts = [input_pipeline._split_counts(int(n), v, t) for n in class_sizes]
+        return sum(a for a, _ in counts), sum(b for _, b in counts)
+
+    largest = int(class_sizes.max()) if len(class_sizes) else 0
+    for name, field, index, other in (("validation", "val_fraction", 0, test),
+                                      ("test", "test_fraction", 1, val)):
+        if label_counts[name]:
+            continue
+        current = val if index == 0 else test
+
+        def enough(f: float, index: int = index, other: float = other) -> bool:
+            pair = sizes(f, other) if index == 0 else sizes(other, f)
+            return pair[index] > 0
+
+        better = _smallest_fraction(class_sizes, other, enough)
+        fix = (f"raise --config.data.{field} to {better:g} or more, or add images"
+               if better > current else "add images")
+        raise ConfigError(
+            f"--config.data.{field}={current!r}: leaves 0 {name} images (the largest class has "
+            f"{largest} image(s), split per class with rounding); {fix}")
+    train = int(label_counts["train"])
+    batch = int(config.batch_size)
+    if batch > train:
+        suggestion = max(1, 2 ** int(math.log2(train))) if train else 1
+        raise ConfigError(
+            f"--config.batch_size={batch}: more than the {train} training images, so an epoch "
+            f"has no step; use at most {train}, e.g. --config.batch_size={suggestion}, or add "
+            "images")
+
+
+# ----------------------------------------------------------------------------- epochs
+
+
+def check_finite(epoch: int, record: Mapping[str, float], learning_rate: float) -> None:
+    """Stops a run whose loss became NaN or infinite, before its weights are kept."""
+    bad = {k: v for k, v in record.items() if k.endswith("loss") and not math.isfinite(v)}
+    if bad:
+        names = ", ".join(f"{k} {v}" for k, v in bad.items())
+        raise DivergedError(
+            f"epoch {epoch}: {names}: the training diverged, so these weights were not saved "
+            f"and the run stopped; lower the learning rate (--config.learning_rate="
+            f"{learning_rate:g} now, try {learning_rate / 10:g}) or set "
+            "--config.optimizer.grad_clip_norm=1.0, and train into a new --workdir")
