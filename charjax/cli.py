@@ -45,8 +45,10 @@ run `charjax COMMAND --help` for a command's flags.
 # The command line being run; config_flags reads its `--config.FIELD=VALUE` overrides
 # when the flag is defined, so `run(argv)` works in-process too (the tests do that).
 _ARGV: list[str] = []
-# Flags the last command defined; removed before the next `run` in the same process.
+# Flags the last command defined, and those that were there before any command's; the
+# difference is removed before the next `run` in the same process.
 _DEFINED: list[str] = []
+_BASELINE: set[str] | None = None
 # True when run as the `charjax` program: an interrupted run then leaves with os._exit
 # once everything is flushed, so no library thread outlives the interpreter's shutdown.
 _PROGRAM = False
@@ -84,9 +86,12 @@ def _config_or_fail(command: str, required: bool = True):
     """FLAGS.config, loaded now (config_flags loads lazily); a bad file is one line."""
     from ml_collections import config_flags
 
+    if FLAGS["config"].value is None and not FLAGS["config"].present:
+        if not required:
+            return None
+        _fail(command, "--config is required: pass a config file, e.g. --config "
+                       "configs/default.py")
     path = config_flags.get_config_filename(FLAGS["config"])
-    if path is None and not required:
-        return None
     problem = _config_file_problem(path or "")
     if problem:
         _fail(command, problem)
@@ -119,6 +124,9 @@ def _flags_parser(command: str) -> Callable[[list[str]], list[str]]:
         except (flags.Error, AttributeError, TypeError, ValueError, KeyError, OSError) as e:
             cause = e.__cause__ if isinstance(e, OSError) and e.__cause__ else e
             _fail(command, _clean_message(cause))
+        except Exception as e:  # the config file's own code failed while it was loaded
+            _fail(command, f"--config {path}: cannot be loaded ({type(e).__name__}: "
+                           f"{_clean_message(e)}); fix the file or pick another config")
         return []
 
     return parse
@@ -352,8 +360,6 @@ def _data_preview(dataset) -> None:
             from charjax import augment
 
             augment_cfg = augment.default_config()
-    if FLAGS.n < 1:
-        _fail("data", f"--n must be at least 1, got {FLAGS.n}")
     preview.preview_dataset(dataset, FLAGS.out, FLAGS.n, augment_cfg, FLAGS.seed)
     print(f"wrote {FLAGS.out}")
 
@@ -367,6 +373,8 @@ def _data(argv: list[str]) -> None:
         got = f"got {argv[1:]}" if len(argv) > 1 else "none given"
         _fail("data", f"name one sub-command of {sorted(DATA_COMMANDS)} ({got}); "
                       f"usage: {DATA_USAGE}")
+    if argv[1] == "preview" and FLAGS.n < 1:
+        _fail("data", f"--n must be at least 1, got {FLAGS.n}")
     from charjax import datasets
 
     config = _config_or_fail("data", required=False)
@@ -455,14 +463,15 @@ def _command_help(command: str) -> str:
 
 
 def _define(command: str) -> None:
-    """Defines `command`'s flags, first removing any a previous in-process run defined."""
-    for name in _DEFINED:
-        if name in FLAGS:
-            delattr(FLAGS, name)
-    _DEFINED.clear()
-    before = set(FLAGS)
+    """Defines `command`'s flags, first removing any a previous in-process run defined
+    (config_flags adds a flag per `--config.FIELD` override, some while parsing)."""
+    global _BASELINE
+    if _BASELINE is None:
+        _BASELINE = set(FLAGS)
+    for name in sorted(set(FLAGS) - _BASELINE):
+        delattr(FLAGS, name)
     COMMANDS[command][0]()
-    _DEFINED.extend(sorted(set(FLAGS) - before))
+    _DEFINED[:] = sorted(set(FLAGS) - _BASELINE)
 
 
 def run(argv: list[str] | None = None) -> None:

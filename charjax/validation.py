@@ -81,7 +81,7 @@ class _Checker:
             ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
         if not ok:
             left = "(" if low_open else "["
-            right = ")" if high_open else "]"
+            right = ")" if high_open or math.isinf(high) else "]"
             shown_high = "inf" if math.isinf(high) else f"{high:g}"
             raise _fail(field, value, f"must be a finite number in {left}{low:g}, "
                         f"{shown_high}{right}{why}", f"e.g. --config.{field}={example}")

@@ -344,6 +344,7 @@ def test_bad_input_is_one_clear_line(case, inputs, tmp_path, capsys, monkeypatch
     before = snapshot(watched)
     try:
         code, err = run_cli(args, capsys)
+        after = snapshot(watched)
     finally:
         held = getattr(sys.modules[__name__], "_held", None)
         if held is not None:
@@ -359,7 +360,7 @@ def test_bad_input_is_one_clear_line(case, inputs, tmp_path, capsys, monkeypatch
         assert _fill(fragment, paths) in line, (fragment, line)
     assert "\\\\" not in line, line  # a repr of a regex or path doubles its backslashes
     assert code == case.code, (code, line)
-    assert snapshot(watched) == before, "the workdir must hold exactly what it held before"
+    assert after == before, "the workdir must hold exactly what it held before"
     log = os.environ.get("CHARJAX_CORPUS_LOG")
     if log:
         with open(log, "a", encoding="utf-8") as f:
