@@ -13,6 +13,8 @@ from conftest import ROOT, tiny_config, tiny_overrides
 from charjax import checkpoints, cli, train
 
 EPOCHS = 6
+# Reports (TensorBoard, plots) cost seconds and play no part in stopping and resuming.
+QUIET = {"report.tensorboard": False, "report.plots": False}
 
 # Child process: the tiny run through the real `charjax` entry point. Once this process
 # has saved a checkpoint it sends itself SIGINT at the 3rd step of the next epoch, so the
@@ -51,7 +53,7 @@ cli.run()
 
 def _argv(workdir):
     return ["charjax", "train", "--config", "configs/default.py", "--workdir", str(workdir),
-            *tiny_overrides(num_epochs=EPOCHS)]
+            *tiny_overrides(num_epochs=EPOCHS, **QUIET)]
 
 
 def _final_state(workdir):
@@ -64,13 +66,17 @@ def _final_state(workdir):
 
 def test_sigint_five_times_exits_130_and_resumes_bit_identical(tmp_path):
     straight = tmp_path / "straight"
-    train.train_and_evaluate(tiny_config(num_epochs=EPOCHS), str(straight))
+    train.train_and_evaluate(tiny_config(num_epochs=EPOCHS, **QUIET), str(straight))
 
     workdir = tmp_path / "interrupted"
+    # The children share a compilation cache: only the first compiles the steps.
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}
     for attempt in range(1, 6):
         script = _INTERRUPTED_RUN.format(signal="SIGINT", argv=_argv(workdir))
         proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                              text=True, timeout=300)
+                              text=True, timeout=300, env=env)
         assert proc.returncode == 130, (attempt, proc.returncode, proc.stderr[-2000:])
         assert "Traceback" not in proc.stderr
         last = proc.stderr.strip().splitlines()[-1]
@@ -83,7 +89,7 @@ def test_sigint_five_times_exits_130_and_resumes_bit_identical(tmp_path):
         assert not (workdir / "train.lock").exists()
 
     resumed = subprocess.run([sys.executable, "-m", "charjax", *_argv(workdir)[1:]], cwd=ROOT,
-                             capture_output=True, text=True, timeout=300)
+                             capture_output=True, text=True, timeout=300, env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from the checkpoint of epoch 5" in resumed.stderr
 
