@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from charjax import charset, models, optim
+from charjax import charset, framing, models, optim
 from charjax.errors import ConfigError, DivergedError
 
 PROGRESS_MODES = ("auto", "bar", "plain", "off")
@@ -168,13 +168,11 @@ def _check_data(c: _Checker) -> None:
     c.text("data.cache_dir")
     c.boolean("data.skip_bad")
     c.text("data.tfds_data_dir")
+    c.choice("data.framing", framing.FRAMINGS)
     if kind == "synthetic":
-        from charjax.datasets import synthetic
-
         c.integer("data.synthetic.num_images", charset.NUM_CLASSES, 62 * 800,
                   f" (at least one image of each of the {charset.NUM_CLASSES} classes)")
         c.integer("data.synthetic.seed", 0, 0)
-        c.choice("data.synthetic.framing", synthetic.FRAMINGS)
     if kind == "folder":
         pattern = c.text("data.folder.pattern")
         try:

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, tiny_config, tiny_overrides
 
-from charjax import checkpoints, cli, evaluate, jsonio, models, optim, validation
-from charjax.datasets import synthetic
+from charjax import checkpoints, cli, evaluate, framing, jsonio, models, optim, validation
 from charjax.errors import CheckpointError, ConfigError
 
 
@@ -32,8 +31,8 @@ def test_the_names_it_accepts_are_the_ones_the_code_accepts():
             config = tiny_config()
             config.optimizer.name, config.optimizer.schedule = name, schedule
             optim.make_optimizer(config, 10)
-    for framing in synthetic.FRAMINGS:
-        synthetic._check_args(62, 0, framing)
+    for name in framing.FRAMINGS:
+        framing.check_framing(name)
 
 
 def test_a_missing_field_is_named():
