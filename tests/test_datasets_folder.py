@@ -177,3 +177,34 @@ def test_default_config_pattern_is_the_module_default():
     config = default.get_config()
     assert config.data.folder.pattern == folder.DEFAULT_PATTERN
     assert config.data.skip_bad is False and config.data.tfds_data_dir == ""
+
+
+def test_a_mixed_layout_is_refused_naming_the_files_that_disagree(tmp_path):
+    root = tmp_path / "d"
+    for i in range(10):
+        save(root / "A" / f"{i}.png")  # names that would read as the digits 0-9
+    save(root / "B" / "0.png")
+    save(root / "stray.png")
+    with pytest.raises(DataError, match=r"mixed layout: .*image files at its top \(stray.png\)"):
+        load(root)
+
+
+def test_skip_bad_never_changes_how_a_mixed_folder_is_labelled(tmp_path):
+    root = tmp_path / "d"
+    for i in range(10):
+        save(root / "A" / f"{i}.png")
+    save(root / "B" / "0.png")
+    save(root / "stray.png")
+    ds, skipped = load(root, skip_bad=True)
+    assert sorted(charset.CLASSES[i] for i in ds.labels) == ["A"] * 10 + ["B"]
+    assert [(os.path.basename(s.path), s.kind) for s in skipped] == [("stray.png", "bad")]
+    assert "class sub-folders" in skipped[0].reason
+
+
+def test_a_regex_in_a_message_is_printed_as_typed(tmp_path):
+    root = tmp_path / "d"
+    save(root / "scan.png")
+    pattern = r"(?P<label>\w)_\d+"
+    with pytest.raises(DataError) as error:
+        load(root, pattern=pattern)
+    assert pattern in str(error.value) and "\\\\" not in str(error.value)

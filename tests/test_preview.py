@@ -68,3 +68,21 @@ def test_bad_labels_fail_clearly(tmp_path):
             str(tmp_path / "x.png"),
             predictions=np.array([0]),
         )
+
+
+def test_captions_tell_I_from_l_and_show_the_confidence(tmp_path):
+    font = preview.caption_font()
+    assert font.getname()[0] == "DejaVu Sans Mono"
+    masks = [np.asarray(font.getmask(c)) for c in "Il1"]
+    assert len({m.tobytes() for m in masks}) == 3, "I, l and 1 must look different"
+    images = np.zeros((2, 48, 48, 1), np.uint8)
+    labels = np.array([charset.char_to_index("l")] * 2)
+    predicted = np.array([charset.char_to_index("I")] * 2)
+    plain, confident = tmp_path / "plain.png", tmp_path / "confident.png"
+    preview.write_grid(images, labels, str(plain), predictions=predicted)
+    preview.write_grid(images, labels, str(confident), predictions=predicted,
+                       confidences=np.array([0.93, 0.51]))
+    a = np.asarray(Image.open(plain).convert("L"), np.int32)
+    b = np.asarray(Image.open(confident).convert("L"), np.int32)
+    strip = slice(a.shape[0] - preview.LABEL_HEIGHT, a.shape[0])
+    assert (b[strip] > 100).sum() > (a[strip] > 100).sum()  # more ink: the "93%" is drawn
