@@ -387,6 +387,9 @@ def _train_claimed(
     config: ml_collections.ConfigDict, workdir: str, placement: distributed.Placement
 ) -> dict:
     config_dict = resolved_config(config)
+    stored = _stored_config(workdir)
+    if stored is not None:
+        _check_resume_config(workdir, stored, config_dict)
     # Data before Orbax starts threads and before any write: bad data exits cleanly.
     dataset, skipped = datasets.load_with_skipped(config.data.source, config.data)
     datasets.require_classes(dataset, config.data.source)
@@ -400,9 +403,6 @@ def _train_claimed(
          "test": len(splits.test)},
         counts[counts > 0],
     )
-    stored = _stored_config(workdir)
-    if stored is not None:
-        _check_resume_config(workdir, stored, config_dict)
     # From here on the run writes into the workdir (config.json once the state restored).
     mngr = checkpoints.manager(workdir, keep_best=config.get("keep_best", 2))
     log.info(
