@@ -127,7 +127,13 @@ def check_config(config: Any) -> None:
         if _get(config, field) is not _MISSING:
             c.integer(field, 1, 128)
     if _get(config, "model.impl") is not _MISSING:
-        c.choice("model.impl", models.IMPLS)
+        impl = c.choice("model.impl", models.IMPLS)
+        if impl == "onednn":
+            from charjax import kernels
+
+            if not kernels.available():
+                raise _fail("model.impl", impl, f"the oneDNN kernels are not available here "
+                            f"({kernels.status().detail})", "use --config.model.impl=auto")
     c.number("model.dropout", 0.0, 1.0, 0.5, high_open=True)
 
     c.choice("optimizer.name", optim.NAMES)
