@@ -41,6 +41,15 @@ def canvas_strokes(char: str, canvas: int, size: float) -> list[np.ndarray]:
     return [(p - centre) * scale + canvas / 2 for p in paths]
 
 
+def guided_strokes(char: str, cap_y: float, base_y: float, centre_x: float) -> list[np.ndarray]:
+    """Pen paths written on guide lines: the cap line at `cap_y`, the baseline at `base_y`."""
+    scale = (base_y - cap_y) / 21.0  # Hershey units: cap line -12, baseline 9
+    paths = strokes(char)
+    middle = (np.concatenate(paths)[:, 0].min() + np.concatenate(paths)[:, 0].max()) / 2
+    return [np.stack([(p[:, 0] - middle) * scale + centre_x, (p[:, 1] - 9.0) * scale + base_y],
+                     axis=1) for p in paths]
+
+
 def render(char: str, canvas: int = 280, size: float = 0.5, pen: float = 8.0) -> np.ndarray:
     """uint8 [canvas, canvas]: `char` drawn in black with a round pen on white."""
     image = Image.new("L", (canvas, canvas), 255)

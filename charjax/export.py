@@ -2,8 +2,9 @@
 
 * ``jaxexport``: `jax.export` serialised StableHLO with a symbolic batch dimension; reload it
   with JAX alone: ``jax.export.deserialize(bytearray(open(p, "rb").read())).call(x)``.
-* ``onnx``: the same function converted by jax2onnx (``pip install charjax[onnx]``), for
-  ONNX Runtime and other ONNX tools.
+* ``onnx``: the same function converted by jax2onnx, for ONNX Runtime and other ONNX tools
+  (``pip install charjax[onnx]`` and ``pip install --no-deps jax2onnx``: it pins an older
+  orbax-checkpoint than charjax's).
 
 Both take float32 [N, 48, 48, 1] in 0-1 (white ink on black, framed by
 `charjax.framing.prepare`) and return logits [N, 62] over `charset.CLASSES`. The plain Flax
@@ -65,7 +66,8 @@ def to_onnx(rec: Recognizer) -> bytes:
         from jax2onnx import to_onnx as convert
     except ImportError:
         raise CharjaxError(
-            "--format onnx needs jax2onnx and onnx: pip install 'charjax[onnx]'"
+            "--format onnx needs jax2onnx and onnx: pip install 'charjax[onnx]' && "
+            "pip install --no-deps 'jax2onnx>=0.17' (it pins an older orbax-checkpoint)"
         ) from None
     model = convert(inference_fn(rec), inputs=[("N", *charset.IMAGE_SHAPE)],
                     model_name="charjax")

@@ -46,9 +46,9 @@ class TutorialCNN(nn.Module):
             x = block(64, (3, 3), name="conv2")(x)
         elif self.impl == "flax":
             x = nn.Conv(32, (5, 5), padding="VALID", dtype=self.dtype, name="conv1")(x)
-            x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+            x = nn.max_pool(nn.relu(x), window_shape=(2, 2), strides=(2, 2))
             x = nn.Conv(64, (3, 3), padding="VALID", dtype=self.dtype, name="conv2")(x)
-            x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+            x = nn.max_pool(nn.relu(x), window_shape=(2, 2), strides=(2, 2))
         else:
             raise ValueError(f"unknown impl {self.impl!r}; choose one of {IMPLS}")
         x = x.reshape((x.shape[0], -1))
@@ -98,7 +98,8 @@ class TutorialBN(nn.Module):
         for i, features in enumerate((32, 64)):
             x = nn.Conv(features, (5, 5), padding="VALID", use_bias=False, dtype=self.dtype,
                         name=f"conv{i + 1}")(x)
-            x = nn.max_pool(nn.relu(norm(name=f"bn{i + 1}")(x)), (2, 2), strides=(2, 2))
+            x = nn.relu(norm(name=f"bn{i + 1}")(x))
+            x = nn.max_pool(x, window_shape=(2, 2), strides=(2, 2))
         head = _BatchNormHead(self.hidden, self.dropout, self.num_classes, self.dtype, name="top")
         return head(x, train)
 
@@ -123,7 +124,7 @@ class CompactVGG(nn.Module):
             return nn.relu(norm(name=f"{name}_bn")(x))
 
         def pool(x):
-            return nn.max_pool(x, (2, 2), strides=(2, 2))
+            return nn.max_pool(x, window_shape=(2, 2), strides=(2, 2))
 
         x = pool(conv(x.astype(self.dtype), 32, (5, 5), "conv1", padding="VALID"))  # 22x22
         x = pool(conv(conv(x, 64, (3, 3), "conv2"), 64, (3, 3), "conv3"))  # 11x11

@@ -135,3 +135,40 @@ def test_concurrent_requests_get_their_own_answers(client, rec, glyph):
         t.join()
     assert not errors
     assert got == [want[i % 3] for i in range(24)]
+
+
+def test_serve_command_listens_on_localhost_and_refuses_a_bad_port(trained_run):
+    import json as json_lib
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from conftest import ROOT
+
+    bad = subprocess.run([sys.executable, "-m", "charjax", "serve", "--workdir",
+                          str(trained_run[0]), "--port", "70000"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "--port" in bad.stderr and "Traceback" not in bad.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "charjax", "serve", "--workdir",
+                               str(trained_run[0]), "--port", str(port)], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/model", timeout=2) as r:
+                    info = json_lib.load(r)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "serve did not come up"
+                time.sleep(0.3)
+        assert info["model"] == "tutorial"
+    finally:
+        server.terminate()
+        server.wait(30)
