@@ -225,7 +225,6 @@ def _define_predict_flags() -> None:
 
 
 def _predict(argv: list[str]) -> None:
-    import json
     import os
 
     import numpy as np
@@ -240,6 +239,8 @@ def _predict(argv: list[str]) -> None:
         recognizer.check_top_k(FLAGS.top_k)
     except ValueError as e:
         _fail("predict", f"--{e}")
+    if FLAGS.json:
+        _check_output_file("predict", "json", FLAGS.json)
     recs = [recognizer.Recognizer.load(w) for w in FLAGS.workdir]
     answers = [rec.recognize(paths, FLAGS.top_k) for rec in recs]
     results = answers[0]
@@ -261,9 +262,10 @@ def _predict(argv: list[str]) -> None:
             Image.fromarray(np.asarray(r.pixels)[..., 0]).save(
                 os.path.join(FLAGS.show, f"{index:04d}_{stem}.png"))
     if FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            json.dump([{"file": r.name, "top": [[c, p] for c, p in r.top], "warning": r.warning,
-                        "error": r.error} for r in results], f, indent=2)
+        from charjax import jsonio
+
+        jsonio.write(FLAGS.json, [{"file": r.name, "top": [[c, p] for c, p in r.top],
+                                   "warning": r.warning, "error": r.error} for r in results])
     if failed:
         if len(results) > 1:
             print(f"charjax predict: {failed} of {len(results)} images could not be read",

@@ -14,7 +14,6 @@ formulation of the model is exported (the same weights), so no custom kernel is 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from charjax import charset
+from charjax import charset, jsonio
 from charjax.errors import CharjaxError
 from charjax.recognizer import Recognizer
 
@@ -85,7 +84,6 @@ def export_run(workdir: str | os.PathLike, out: str | os.PathLike, fmt: str = "j
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "wb") as f:
         f.write(blob)
-    with open(out + ".json", "w") as f:
-        json.dump({**rec.info(), "format": fmt, "input": INPUT, "output": "logits [N, 62]"},
-                  f, indent=2)
+    jsonio.write(out + ".json",
+                 {**rec.info(), "format": fmt, "input": INPUT, "output": "logits [N, 62]"})
     return out

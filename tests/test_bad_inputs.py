@@ -236,6 +236,8 @@ CASES = [
          ("--config.ensemble_members=0", ">= 1")),
     Case("source_unknown", tr("--config.data.source=mnist-please"), 1,
          ("--config.data.source='mnist-please'", "synthetic, npz:PATH")),
+    Case("source_without_path", tr("--config.data.source=npz:"), 1,
+         ("--config.data.source='npz:'", "npz:PATH")),
     Case("field_typo", tr("--config.batch_sze=64"), 2, ("batch_sze", 'Did you mean "batch_size"')),
     Case("field_wrong_type", tr("--config.batch_size=abc"), 2, ("batch_size", "abc")),
     # ---------------------------------------------------------------- data
@@ -296,6 +298,9 @@ CASES = [
          ("zero.png",), watch="{run}"),
     Case("predict_top_k_zero", ["predict", "--workdir", "{run}", "--top_k", "0", "{zero_png}"],
          2, ("--top_k", "1..62"), watch="{run}"),
+    Case("predict_json_missing_folder", ["predict", "--workdir", "{run}", "--json",
+                                         "/no/such/dir/p.json", "{zero_png}"], 2,
+         ("/no/such/dir", "does not exist"), watch="{run}"),
     Case("predict_no_images", ["predict", "--workdir", "{run}"], 2,
          ("at least one image",), watch="{run}"),
     # ---------------------------------------------------------------- command line
