@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -210,15 +210,6 @@ def _check_augment(c: _Checker) -> None:
 # ----------------------------------------------------------------------------- splits
 
 
-def _smallest_fraction(counts: np.ndarray, other: float, ok: Callable[[float], bool]) -> float:
-    """The smallest fraction (in steps of 0.01) for which `ok` holds, or 0 if none does."""
-    for hundredths in range(1, 100):
-        f = hundredths / 100
-        if f + other < 1 and ok(f):
-            return f
-    return 0.0
-
-
 def check_splits(
     config: Any, label_counts: Mapping[str, int], class_sizes: np.ndarray
 ) -> None:
@@ -234,22 +225,21 @@ def check_splits(
         return sum(a for a, _ in counts), sum(b for _, b in counts)
 
     largest = int(class_sizes.max()) if len(class_sizes) else 0
-    for name, field, index, other in (("validation", "val_fraction", 0, test),
-                                      ("test", "test_fraction", 1, val)):
-        if label_counts[name]:
-            continue
-        current = val if index == 0 else test
-
-        def enough(f: float, index: int = index, other: float = other) -> bool:
-            pair = sizes(f, other) if index == 0 else sizes(other, f)
-            return pair[index] > 0
-
-        better = _smallest_fraction(class_sizes, other, enough)
-        fix = (f"raise --config.data.{field} to {better:g} or more, or add images"
-               if better > current else "add images")
+    empty = [name for name in ("validation", "test") if not label_counts[name]]
+    if empty:
+        fix = "add images"
+        for hundredths in range(1, 50):  # the smallest fractions that fill both splits
+            v, t = max(val, hundredths / 100), max(test, hundredths / 100)
+            if v + t < 1 and min(sizes(v, t)) > 0:
+                raises = [f"--config.data.{field} to {new:g}" for field, old, new in
+                          (("val_fraction", val, v), ("test_fraction", test, t)) if new > old]
+                fix = f"raise {' and '.join(raises)} (or more), or add images"
+                break
+        field, current = (("val_fraction", val) if empty[0] == "validation"
+                          else ("test_fraction", test))
         raise ConfigError(
-            f"--config.data.{field}={current!r}: leaves 0 {name} images (the largest class has "
-            f"{largest} image(s), split per class with rounding); {fix}")
+            f"--config.data.{field}={current!r}: leaves 0 {' and 0 '.join(empty)} images (the "
+            f"largest class has {largest} image(s), split per class with rounding); {fix}")
     train = int(label_counts["train"])
     batch = int(config.batch_size)
     if batch > train:

@@ -46,9 +46,15 @@ def test_a_missing_field_is_named():
 def test_empty_splits_suggest_a_fraction_that_works():
     config = tiny_config()
     config.data.val_fraction = 0.1
-    with pytest.raises(ConfigError, match=r"val_fraction=0.1: leaves 0 validation .* raise "
-                                          r"--config.data.val_fraction to 0.11 or more"):
+    with pytest.raises(ConfigError, match=r"val_fraction=0.1: leaves 0 validation images .* "
+                                          r"raise --config.data.val_fraction to 0.11 \(or more"):
         validation.check_splits(config, {"train": 300, "validation": 0, "test": 62},
+                                np.full(62, 5))
+    config.data.test_fraction = 0.1
+    with pytest.raises(ConfigError, match=r"leaves 0 validation and 0 test images .* raise "
+                                          r"--config.data.val_fraction to 0.11 and "
+                                          r"--config.data.test_fraction to 0.11"):
+        validation.check_splits(config, {"train": 310, "validation": 0, "test": 0},
                                 np.full(62, 5))
     config.data.val_fraction = 0.11
     validation.check_splits(config, {"train": 200, "validation": 62, "test": 62},
