@@ -137,11 +137,15 @@ def stroke_width(mask: np.ndarray) -> float:
     return 2.0 * area / (edges * np.pi / 4)
 
 
-def prepare(image: Image.Image | np.ndarray, framing: str = "fit") -> Prepared:
+def prepare(
+    image: Image.Image | np.ndarray, framing: str = "fit", redraw_strokes: bool = True
+) -> Prepared:
     """Any image of one character -> the model's 48x48 input, framed as the model was trained.
 
     `image`: a Pillow image (any mode) or an array [H, W], [H, W, 1|2|3|4] (uint8 0-255 or
     float 0-1). The warning is set for a blank or near-blank image (the answer is noise).
+    `redraw_strokes=False` keeps the image's own stroke width (for training sets, whose
+    variety of pens is part of the data); users' drawings are redrawn at the typical width.
     """
     check_framing(framing)
     ink, contrast = ink_image(image)
@@ -155,7 +159,7 @@ def prepare(image: Image.Image | np.ndarray, framing: str = "fit") -> Prepared:
     extent = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
     if mask.sum() < MIN_INK_PIXELS or extent < MIN_INK_EXTENT * max(mask.shape):
         warning = "near-blank image: only a speck of ink to recognise"
-    return Prepared(_frame(ink, mask, framing)[..., None], warning)
+    return Prepared(_frame(ink, mask, framing, redraw_strokes)[..., None], warning)
 
 
 def _luminance_alpha(image: Any) -> tuple[np.ndarray, np.ndarray | None]:
@@ -215,11 +219,11 @@ def _reduce(ink: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(ink, "F").reduce(factor), np.float32)
 
 
-def _frame(ink: np.ndarray, mask: np.ndarray, framing: str) -> np.ndarray:
+def _frame(ink: np.ndarray, mask: np.ndarray, framing: str, redraw: bool = True) -> np.ndarray:
     """uint8 [SIZE, SIZE]: the ink placed per `framing`, strokes redrawn STROKE_WIDTH wide."""
     height, width = ink.shape
-    pen = STROKE_WIDTH[framing]
-    width_src = stroke_width(mask)
+    pen = STROKE_WIDTH[framing] if redraw else 0.0
+    width_src = stroke_width(mask) if redraw else 0.0
     if framing == "fit":
         rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
         top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
@@ -231,6 +235,9 @@ def _frame(ink: np.ndarray, mask: np.ndarray, framing: str) -> np.ndarray:
     else:
         scale = SIZE / max(height, width)
         centre = (width / 2, height / 2)
+    if not redraw:
+        out = _resample(ink, centre, scale, SIZE)
+        return np.round(np.clip(out / max(float(out.max()), 1e-6), 0, 1) * 255).astype(np.uint8)
     fine = _resample(ink, centre, scale * _SUPER, SIZE * _SUPER)
     fine_mask = fine > INK_THRESHOLD * max(float(fine.max()), 1e-6)
     fine_mask = _set_width(fine_mask, stroke_width(fine_mask), pen * _SUPER)

@@ -77,10 +77,18 @@ def fit_square(gray: np.ndarray, size: int = charset.IMAGE_SIZE) -> np.ndarray:
     return canvas
 
 
-def decode_image(data: bytes, name: str) -> np.ndarray:
-    """Image file bytes -> uint8 [48, 48, 1]; any problem is a DataError naming `name`."""
+def decode_image(data: bytes, name: str, framing: str = "line") -> np.ndarray:
+    """Image file bytes -> uint8 [48, 48, 1]; any problem is a DataError naming `name`.
+
+    "line" fits the whole image into the frame (its size stays meaningful); "fit" crops it to
+    the ink and scales that box as `charjax.framing` frames fit-framed data.
+    """
     if not data:
         raise DataError(f"{name}: empty file (0 bytes)")
+    if framing == "fit":
+        from charjax import framing as framing_lib
+
+        return framing_lib.prepare(open_picture(data, name), "fit", redraw_strokes=False).pixels
     return _decode(io.BytesIO(data), name)
 
 

@@ -45,7 +45,8 @@ def get_config() -> ml_collections.ConfigDict:
     # Where a character sits in the 48x48 frame (charjax/framing.py), stored with the model so
     # predict and serve frame a user's image the same way: "line" keeps size and baseline (o is
     # smaller than O), "fit" scales the ink's box to fill the frame, as EMNIST does. It is
-    # how the synthetic set is drawn; npz and tfds arrays are taken as framed already.
+    # how the synthetic set is drawn and how folder:PATH images are cropped ("fit": to the
+    # ink); npz and tfds arrays are taken as framed already (EMNIST is "fit").
     config.data.framing = "line"
     config.data.synthetic = ml_collections.ConfigDict()
     config.data.synthetic.num_images = 62 * 800

@@ -119,3 +119,18 @@ def test_framing_is_read_from_a_run_config():
     assert framing.of_config({"framing": "fit"}) == "fit"
     assert framing.of_config({"synthetic": {"framing": "fit"}}) == "fit"  # older runs
     assert framing.of_config({}) == "line"
+
+
+def test_folder_images_are_framed_per_the_config(tmp_path):
+    from charjax import datasets
+
+    small = drawn.render("H", 300, 0.25, 6.0)  # a small H in a large white image
+    for i in range(2):
+        Image.fromarray(small).save(tmp_path / f"H_{i}.png")
+    cache = tmp_path / "cache"
+    line = datasets.load(f"folder:{tmp_path}", {"framing": "line", "cache_dir": str(cache)})
+    fit = datasets.load(f"folder:{tmp_path}", {"framing": "fit", "cache_dir": str(cache)})
+    assert max(_ink_box(line.images[0])[:2]) < 20  # whole image: the H stays small
+    assert abs(max(_ink_box(fit.images[0])[:2]) - framing.FIT_BOX) <= 2  # cropped to the ink
+    want = framing.prepare(small, "fit", redraw_strokes=False).pixels
+    np.testing.assert_array_equal(fit.images[0], want)

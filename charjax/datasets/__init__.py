@@ -80,6 +80,7 @@ def load_with_skipped(spec: str, data_config: Any = None) -> tuple[Dataset, list
             pattern=_option(data_config, "folder.pattern", folder.DEFAULT_PATTERN),
             skip_bad=bool(_option(data_config, "skip_bad", False)),
             cache_dir=cache_dir,
+            framing=framing.of_config(data_config),
         )
     if kind == "tfds" and arg:
         from charjax.datasets import tfds_source

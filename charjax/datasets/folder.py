@@ -121,10 +121,12 @@ def load(
     skip_bad: bool = False,
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
+    framing: str = "line",
 ) -> tuple[Dataset, list[Skipped]]:
     """Loads a labelled image folder; returns the Dataset and every file left out, with why.
 
     `workers`: decoding processes (default: the cores this process may use; 1 = in-process).
+    `framing` (config.data.framing): "fit" crops each image to its ink, see imageio.
     """
     root = os.path.expanduser(os.fspath(path))
     regex = _compile(pattern)
@@ -139,7 +141,7 @@ def load(
     labels, skipped = _label_files(root, scan, regex, pattern)
     _fail_on_bad(skipped, skip_bad)
 
-    key = _cache_key(scan, pattern)
+    key = _cache_key(scan, pattern + ("" if framing == "line" else f" framing={framing}"))
     cache_file = _cache_path(root, key, cache_dir)
     cached = _read_cache(cache_file, root)
     if cached is not None:
@@ -150,7 +152,7 @@ def load(
     else:
         files = [f.rel for f, label in zip(scan.files, labels, strict=True) if label >= 0]
         keep = np.array([label >= 0 for label in labels], bool)
-        images, digests, errors = _decode_all(root, files, skip_bad, workers)
+        images, digests, errors = _decode_all(root, files, skip_bad, workers, framing)
         skipped += [Skipped(os.path.join(root, files[i]), "bad", e) for i, e in errors.items()]
         dataset, dup_skipped = _assemble(
             root, files, images, np.asarray(labels, np.int32)[keep], digests, errors
@@ -342,7 +344,9 @@ def _fail_on_bad(skipped: list[Skipped], skip_bad: bool) -> None:
 # ----------------------------------------------------------------------------- decoding
 
 
-def decode_files(paths: list[str]) -> tuple[np.ndarray, list[bytes], dict[int, str]]:
+def decode_files(
+    paths: list[str], framing: str = "line"
+) -> tuple[np.ndarray, list[bytes], dict[int, str]]:
     """Worker task: images uint8 [k, 48, 48, 1], a content digest and an error per failed file."""
     images = np.zeros((len(paths), *charset.IMAGE_SHAPE), np.uint8)
     digests = [b""] * len(paths)
@@ -352,7 +356,7 @@ def decode_files(paths: list[str]) -> tuple[np.ndarray, list[bytes], dict[int, s
             with open(path, "rb") as f:
                 data = f.read()
             digests[i] = hashlib.blake2b(data, digest_size=16).digest()
-            images[i] = imageio.decode_image(data, path)
+            images[i] = imageio.decode_image(data, path, framing)
         except DataError as e:
             errors[i] = str(e).removeprefix(f"{path}: ")
         except OSError as e:
@@ -375,7 +379,7 @@ def _worker_count(workers: int | None, n_files: int) -> int:
 
 
 def _decode_all(
-    root: str, files: list[str], skip_bad: bool, workers: int | None
+    root: str, files: list[str], skip_bad: bool, workers: int | None, framing: str = "line"
 ) -> tuple[np.ndarray, list[bytes], dict[int, str]]:
     """Decodes every file in chunks; stops at the first bad one unless skip_bad."""
     n = len(files)
@@ -408,13 +412,13 @@ def _decode_all(
     count = _worker_count(workers, n)
     if count == 1:
         for offset, paths in chunks:
-            take(offset, decode_files(paths))
+            take(offset, decode_files(paths, framing))
             check()
         return images, digests, errors
     # spawn, not fork: the parent may already run JAX's threads, which fork would copy mid-lock.
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool:
-        futures = {pool.submit(decode_files, paths): offset for offset, paths in chunks}
+        futures = {pool.submit(decode_files, paths, framing): offset for offset, paths in chunks}
         try:
             for future in concurrent.futures.as_completed(futures):
                 take(futures[future], future.result())
