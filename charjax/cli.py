@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging as std_logging
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -123,6 +124,10 @@ def _flags_parser(command: str) -> Callable[[list[str]], list[str]]:
             return FLAGS(argv)
         except (flags.Error, AttributeError, TypeError, ValueError, KeyError, OSError) as e:
             cause = e.__cause__ if isinstance(e, OSError) and e.__cause__ else e
+            missing = re.search(r"Flag --(\w+) must have a value other than None", str(cause))
+            if missing:
+                _fail(command, f"--{missing.group(1)} is required; usage: "
+                               f"{COMMAND_USAGE[command]}")
             _fail(command, _clean_message(cause))
         except Exception as e:  # the config file's own code failed while it was loaded
             _fail(command, f"--config {path}: cannot be loaded ({type(e).__name__}: "
