@@ -33,8 +33,9 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from charjax import charset
 from charjax import framing as framing_geometry
 from charjax.datasets.base import Dataset
+from charjax.datasets.hand_glyphs import HAND_GLYPHS
 
-GENERATOR_VERSION: int = 2  # bump whenever the pixels for a given seed change
+GENERATOR_VERSION: int = 3  # bump whenever the pixels for a given seed change
 FRAMINGS: tuple[str, ...] = framing_geometry.FRAMINGS
 
 _log = logging.getLogger("charjax.datasets.synthetic")
@@ -95,35 +96,10 @@ _HERSHEY_FACES: tuple[tuple[str, float], ...] = (
     ("timesib", 0.4),
 )
 _HERSHEY_CAP, _HERSHEY_BASE = 21.0, 9.0  # Hershey units: cap line at -12, baseline at 9
-# Handwritten forms that no font here draws (open 4, straight-stemmed 9, crossed 7, looped 6,
-# single-stroke 8, ...), as pen paths in Hershey units: cap line -12, x-height -5, baseline 9,
-# descender 16. The path runs smoothly through the points; "!" marks a corner; ";" lifts the pen.
-_HAND_GLYPHS: dict[str, tuple[str, ...]] = {
-    "0": ("0,-12 -4,-10 -5.5,-4 -5,3 -2.5,8 0.5,9 3.5,7 5.5,1 5,-6 3,-11 0,-12",),
-    "1": ("-3,-8 1,-12! 0,9",),
-    "4": ("-1,-12 -7,3! 7,3; 3,-7 3,9", "-4,-12 -5,-1! 6,-1; 5,-12 5,9"),
-    "5": ("-3,-12 -4,-3! 0,-5 4,-3.5 5.5,1 4.5,6 1,9 -3,8.5 -5.5,6; -3,-12 5,-12",),
-    "6": (
-        "4,-11 1,-12 -2,-10 -4.5,-5 -5.5,1 -4,6 -1,9 2.5,8.5 5,5 4.5,1 1.5,-1 -2,-0.5 -5,2",
-        "3,-12 -1,-6 -4,0 -5,5 -3,8.5 0,9 3,7.5 4,4 2,1.5 -1,1.5 -4.5,4",
-    ),
-    "7": ("-6,-11 -1,-12 6,-12! 3,-5 0,2 -1,9; -3,-1 4,-1", "-6,-12 6,-12! 1,-2 -1,9"),
-    "8": (
-        "3,-10 0,-12 -3,-11 -4,-8 -2,-5 2,-2 4.5,1 4,5 1,8.5 -2,8.5 -4.5,6 -4,2 -1,-2 2,-5 "
-        "4,-8 3,-10",
-    ),
-    "9": (
-        "5,-6 4,-10 0,-12 -4,-10.5 -5.5,-7 -4,-3 0,-1.5 4,-3 5,-6! 4.5,1 3.5,9",
-        "5,-6 4,-10 0,-12 -4,-10.5 -5.5,-7 -4,-3 0,-1.5 4,-3 5,-6! 5,2 3,7 0,9 -3,8",
-    ),
-    "I": ("-4,-12 4,-12; 0,-12 0,9; -4,9 4,9",),
-    "O": ("-1,-12 -6,-10 -9,-5 -9,2 -6,7 -1,9 4,8 8,4 9,-2 7,-8 3,-11.5 -1,-12",),
-    "g": ("5,-1 3,-4.5 0,-5 -3.5,-4 -5,-0.5 -4,3 0,4.5 3.5,3 5,-1! 5,8 4,13 1,16 -3,16 -5,14",),
-    "l": ("-1,-12 -1,5 1,8.5 3.5,8",),
-    "q": ("5,-1 3,-4.5 0,-5 -3.5,-4 -5,-0.5 -4,3 0,4.5 3.5,3 5,-1! 5,16 7,14",),
-    "y": ("-5,-5 -4.5,1 -2,3.5 2,2.5 5,-5! 5,8 3,14 0,16 -3,15",),
-}
-_HAND_WEIGHT = 2.0
+# How often each kind of source draws a sample, whatever the number of glyphs in it: pen
+# skeletons of hand-printed forms (hand_glyphs.py) and the single-stroke Hershey faces look
+# written; outline fonts add typeset variety. A family a class lacks gives its share to the rest.
+_FAMILY_SHARE: dict[str, float] = {"hand": 0.45, "hershey": 0.33, "outline": 0.22}
 # Pairs that some sources draw (almost) the same. Where a source does, only the first class
 # keeps that glyph, so line-framed classes stay separable (e.g. a bare bar is `l`, never `I`).
 # The number is the shape difference (see _shape_difference) below which the pair counts as
@@ -259,8 +235,9 @@ class _Bank:
     """Every usable (source, character) glyph, rendered clean once per process.
 
     images: uint8 [G, S, S]; hulls: float32 [G, K, 2] extreme ink points (x, y);
-    labels: int [G]; weights: float [G]; strokes: per glyph, Hershey pen paths or None.
-    by_class: per class, the glyph indices and their sampling probabilities.
+    labels: int [G]; weights: float [G] (relative within a class and family);
+    families: "outline", "hershey" or "hand"; groups: the font (or "hand") a glyph comes
+    from, within which look-alikes are compared; strokes: per glyph, pen paths or None.
     """
 
     images: np.ndarray
@@ -268,35 +245,56 @@ class _Bank:
     labels: np.ndarray
     weights: np.ndarray
     names: tuple[str, ...]
+    families: tuple[str, ...]
+    groups: tuple[str, ...]
     strokes: tuple[tuple[np.ndarray, ...] | None, ...]
-    by_class: tuple[tuple[np.ndarray, np.ndarray], ...]
 
 
 @functools.cache
 def _bank() -> _Bank:
     """Builds the glyph bank (a fraction of a second); cached for the life of the process."""
     entries = _outline_entries() + _hershey_entries() + _hand_entries()
-    entries = _drop_confusable(entries)
     entries = [e for e in entries if _aspect_allowed(e)]
     images = np.stack([e["image"] for e in entries])
     hulls = np.stack([_hull(e["image"] > 96) for e in entries]).astype(np.float32)
-    labels = np.array([e["label"] for e in entries])
-    weights = np.array([e["weight"] for e in entries], np.float64)
-    by_class = []
-    for label in range(charset.NUM_CLASSES):
-        index = np.flatnonzero(labels == label)
-        if index.size == 0:
-            raise RuntimeError(f"no glyph source can draw {charset.CLASSES[label]!r}")
-        by_class.append((index, weights[index] / weights[index].sum()))
     return _Bank(
         images=images,
         hulls=hulls,
-        labels=labels,
-        weights=weights,
+        labels=np.array([e["label"] for e in entries]),
+        weights=np.array([e["weight"] for e in entries], np.float64),
         names=tuple(e["name"] for e in entries),
+        families=tuple(e["family"] for e in entries),
+        groups=tuple(e.get("group", e["name"]) for e in entries),
         strokes=tuple(e["strokes"] for e in entries),
-        by_class=tuple(by_class),
     )
+
+
+@functools.cache
+def _class_table(framing: str) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Per class, the glyph indices a framing draws from and their sampling probabilities.
+
+    Line framing leaves out a group's glyph that looks like its partner in a _CONFUSABLE
+    pair, so the classes stay separable by size and position. Fit framing keeps them: a
+    bare bar is an `l`, an `I` or a `1` in real handwriting too.
+    """
+    bank = _bank()
+    keep = np.ones(len(bank.labels), bool)
+    if framing == "line":
+        keep[_confusable_glyphs(bank)] = False
+    families = np.array(bank.families)
+    table = []
+    for label in range(charset.NUM_CLASSES):
+        index = np.flatnonzero((bank.labels == label) & keep)
+        if index.size == 0:
+            raise RuntimeError(f"no glyph source can draw {charset.CLASSES[label]!r}")
+        prob = np.zeros(index.size)
+        for family, share in _FAMILY_SHARE.items():
+            member = families[index] == family
+            if member.any():
+                weights = bank.weights[index[member]]
+                prob[member] = share * weights / weights.sum()
+        table.append((index, prob / prob.sum()))
+    return tuple(table)
 
 
 def _outline_entries() -> list[dict]:
@@ -309,7 +307,12 @@ def _outline_entries() -> list[dict]:
         name = file_name or "pillow-default"
         for label, char in enumerate(charset.CLASSES):
             image = _render_outline(font, char)
-            entries.append(dict(name=name, label=label, weight=weight, image=image, strokes=None))
+            entries.append(
+                dict(
+                    name=name, family="outline", label=label, weight=weight, image=image,
+                    strokes=None,
+                )
+            )
     return entries
 
 
@@ -377,23 +380,28 @@ def _hershey_entries() -> list[dict]:
             strokes = _hershey_paths(glyph.strokes)
             image = _draw_paths([strokes], [3.0], cols=1)[0]
             entries.append(
-                dict(name=face, label=label, weight=weight, image=image, strokes=strokes)
+                dict(
+                    name=face, family="hershey", label=label, weight=weight, image=image,
+                    strokes=strokes,
+                )
             )
     return entries
 
 
 def _hand_entries() -> list[dict]:
-    """Pen paths of the handwritten forms in _HAND_GLYPHS, one entry per variant."""
+    """Pen paths of the hand-printed forms in hand_glyphs.HAND_GLYPHS, one entry per form."""
     entries = []
-    for char, variants in _HAND_GLYPHS.items():
-        for number, spec in enumerate(variants):
+    for char, variants in HAND_GLYPHS.items():
+        for number, (spec, weight) in enumerate(variants):
             strokes = _hershey_paths(_parse_hand(spec))
             image = _draw_paths([strokes], [3.0], cols=1)[0]
             entries.append(
                 dict(
                     name=f"hand-{char}{number}",
+                    family="hand",
+                    group="hand",
                     label=charset.char_to_index(char),
-                    weight=_HAND_WEIGHT,
+                    weight=weight,
                     image=image,
                     strokes=strokes,
                 )
@@ -402,7 +410,7 @@ def _hand_entries() -> list[dict]:
 
 
 def _parse_hand(spec: str) -> list[np.ndarray]:
-    """Strokes ([n, 2] points) from the _HAND_GLYPHS notation, curves smoothed."""
+    """Strokes ([n, 2] points) from the hand_glyphs notation, curves smoothed."""
     strokes = []
     for stroke in spec.split(";"):
         pieces, piece = [], []
@@ -506,21 +514,24 @@ def _extreme_points(points: np.ndarray) -> np.ndarray:
     return points[np.argmax(points @ directions.T, axis=0)]
 
 
-def _drop_confusable(entries: list[dict]) -> list[dict]:
-    """Removes a source's glyph for the second class of a pair it draws like the first."""
-    by_key = {(e["name"], e["label"]): e for e in entries}
+def _confusable_glyphs(bank: _Bank) -> np.ndarray:
+    """Indices of glyphs of a _CONFUSABLE pair's second class that a glyph of the first class
+    in the same group (font, or the hand forms) draws alike."""
+    groups = np.array(bank.groups)
     dropped = set()
     for keep, drop, threshold in _CONFUSABLE:
         keep_label, drop_label = charset.char_to_index(keep), charset.char_to_index(drop)
-        for name in {e["name"] for e in entries}:
-            a, b = by_key.get((name, keep_label)), by_key.get((name, drop_label))
-            if a is None or b is None:
-                continue
-            if _shape_difference(a["image"], b["image"]) < threshold:
-                dropped.add((name, drop_label))
+        for group in np.unique(groups):
+            same = groups == group
+            keepers = np.flatnonzero(same & (bank.labels == keep_label))
+            for d in np.flatnonzero(same & (bank.labels == drop_label)):
+                if any(
+                    _shape_difference(bank.images[k], bank.images[d]) < threshold for k in keepers
+                ):
+                    dropped.add(int(d))
     if dropped:
-        _log.debug("glyphs left out as look-alikes: %s", sorted(dropped))
-    return [e for e in entries if (e["name"], e["label"]) not in dropped]
+        _log.debug("glyphs left out as look-alikes: %s", sorted(bank.names[i] for i in dropped))
+    return np.array(sorted(dropped), np.int64)
 
 
 def _aspect_allowed(entry: dict) -> bool:
@@ -565,13 +576,18 @@ def _render_chunk(labels: np.ndarray, seed: int, start: int, framing: str) -> np
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, start)))
     bank = _bank()
     n = len(labels)
-    glyph = _pick_glyphs(bank, labels, rng)
+    glyph = _pick_glyphs(_class_table(framing), labels, rng)
     style = _draw_style(rng, n, framing)
+    outline = np.array([bank.strokes[g] is None for g in glyph])
+    # Outline glyphs have no pen of their own: their strokes may also be thinned.
+    style["thicken"] = np.where(outline, style["thicken"] - style["thin"], style["thicken"])
     sources, hulls, pen = _sources(bank, glyph, style, rng)
     matrix, offset, scale = _placement(hulls, pen, style, framing)
-    field = _elastic_field(rng, n, style["elastic"])
-    images = _warp(sources, matrix, offset, field)
-    images = _thicken(images, style["thicken"] * scale)
+    field = _smooth_field(rng, n, 2, 5) * style["elastic"][:, None, None, None]
+    images = _warp(sources, matrix, offset, field - field.mean(axis=(2, 3), keepdims=True))
+    # Pen pressure: the stroke's radius changes smoothly along the glyph.
+    pressure = _smooth_field(rng, n, 1, 3)[:, 0] * style["pressure"][:, None, None]
+    images = _thicken(images, (style["thicken"][:, None, None] + pressure) * scale[:, None, None])
     images = _blur(images, style["blur"])
     # Like EMNIST, every image's darkest stroke core reaches full white.
     peak = np.maximum(images.max(axis=(1, 2)), 1e-6)
@@ -579,13 +595,15 @@ def _render_chunk(labels: np.ndarray, seed: int, start: int, framing: str) -> np
     return np.round(images * 255).astype(np.uint8)
 
 
-def _pick_glyphs(bank: _Bank, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A glyph index per sample, drawn from its class's sources by weight."""
+def _pick_glyphs(
+    table: tuple[tuple[np.ndarray, np.ndarray], ...], labels: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """A glyph index per sample, drawn from its class's sources by probability."""
     glyph = np.empty(len(labels), np.int64)
     for label in range(charset.NUM_CLASSES):
         where = np.flatnonzero(labels == label)
         if where.size:
-            index, prob = bank.by_class[label]
+            index, prob = table[label]
             glyph[where] = rng.choice(index, size=where.size, p=prob)
     return glyph
 
@@ -594,7 +612,8 @@ def _draw_style(rng: np.random.Generator, n: int, framing: str) -> dict[str, np.
     """Per-sample writing style; every knob drawn in a fixed order for reproducibility.
 
     Line framing is milder (it must stay separable, e.g. a narrow `0` against a round `O`
-    needs a small aspect jitter); fit framing, meant for transfer to real handwriting, is wilder.
+    needs a small aspect jitter); fit framing, meant for transfer to real handwriting, is wilder:
+    pens from a fine liner to a marker, uneven pressure, sloppier strokes.
     """
     wild = framing == "fit"
     return dict(
@@ -603,12 +622,17 @@ def _draw_style(rng: np.random.Generator, n: int, framing: str) -> dict[str, np.
         scale=np.exp(np.clip(rng.normal(0.0, 0.05, n), -0.1, 0.1)),
         aspect=np.exp(np.clip(rng.normal(0.0, 0.1 if wild else 0.05, n), -0.22, 0.22)),
         shift=rng.normal(0.0, 1.0, (n, 2)),
-        pen=rng.uniform(1.8, 3.6, n),  # Hershey pen width, source pixels
+        # Pen width, source pixels (cap height 32): log-uniform, so thin and thick pens alike.
+        pen=np.exp(rng.uniform(np.log(1.8), np.log(6.0 if wild else 3.6), n)),
         thicken=rng.uniform(0.0, 0.8, n),  # extra stroke radius, source pixels
+        thin=rng.uniform(0.0, 0.9 if wild else 0.0, n),  # outline glyphs: radius taken off
+        pressure=rng.uniform(0.0, 0.9 if wild else 0.3, n),  # radius change along the stroke
         blur=rng.uniform(0.6, 1.1, n),  # output pixels
         gain=rng.uniform(1.0, 1.15, n),
         elastic=rng.uniform(0.3, 2.0, n) if wild else rng.uniform(0.2, 1.2, n),  # output px
         wobble=rng.uniform(0.6, 1.8, n) if wild else rng.uniform(0.4, 1.2, n),  # source px
+        overshoot=rng.uniform(0.0, 2.0 if wild else 0.8, n),  # stroke-end error, source px
+        lift=rng.uniform(0.0, 1.0, n) < (0.25 if wild else 0.0),  # a stroke restarted midway
     )
 
 
@@ -617,28 +641,43 @@ def _sources(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Source canvases uint8 [n, S, S], hull points [n, K, 2] and pen radius [n] per sample.
 
-    Outline glyphs come from the bank; Hershey glyphs are drawn afresh with jittered paths.
+    Outline glyphs come from the bank; pen glyphs are drawn afresh with jittered paths.
     """
     sources = bank.images[glyph]
     hulls = bank.hulls[glyph].copy()
     pen = np.zeros(len(glyph))
-    hershey = np.flatnonzero([bank.strokes[g] is not None for g in glyph])
-    if hershey.size:
-        paths = [_jitter(bank.strokes[glyph[i]], style["wobble"][i], rng) for i in hershey]
-        widths = style["pen"][hershey]
-        sources[hershey] = _draw_paths(paths, list(widths))
-        hulls[hershey] = [_extreme_points(np.concatenate(p)) for p in paths]
-        pen[hershey] = widths / 2
+    drawn = np.flatnonzero([bank.strokes[g] is not None for g in glyph])
+    if drawn.size:
+        paths = [
+            _jitter(
+                bank.strokes[glyph[i]],
+                style["wobble"][i],
+                style["overshoot"][i],
+                bool(style["lift"][i]),
+                rng,
+            )
+            for i in drawn
+        ]
+        widths = style["pen"][drawn]
+        sources[drawn] = _draw_paths(paths, list(widths))
+        hulls[drawn] = [_extreme_points(np.concatenate(p)) for p in paths]
+        pen[drawn] = widths / 2
     return sources, hulls, pen
 
 
 def _jitter(
-    paths: tuple[np.ndarray, ...], amplitude: float, rng: np.random.Generator
+    paths: tuple[np.ndarray, ...],
+    amplitude: float,
+    overshoot: float,
+    lift: bool,
+    rng: np.random.Generator,
 ) -> list[np.ndarray]:
     """Pen paths moved by a smooth random field, then each stroke slightly misplaced.
 
     The field is a sum of two random long-wavelength waves per axis, so nearby points move
-    together (curves stay smooth) while the shape wobbles like a hand-drawn one.
+    together (curves stay smooth) while the shape wobbles like a hand-drawn one. Stroke ends
+    then over- or undershoot, and with `lift` one stroke is restarted a little off its track,
+    as when the pen leaves the paper midway.
     """
     points = np.concatenate(paths)
     k = rng.normal(0.0, 1.0, (2, 2, 2)) * (2 * np.pi / 40.0)  # [axis, wave, xy] wave vectors
@@ -647,9 +686,30 @@ def _jitter(
     moved = points + amplitude * waves.mean(axis=2)
     out, start = [], 0
     for path in paths:
-        out.append(_misplace(moved[start : start + len(path)], rng))
+        stroke = _misplace(moved[start : start + len(path)], rng)
+        out.append(_overshoot(stroke, overshoot * rng.normal(0.0, 1.0, 2)))
         start += len(path)
+    if lift:
+        longest = max(range(len(out)), key=lambda i: len(out[i]))
+        stroke = out[longest]
+        if len(stroke) >= 6:
+            cut = int(rng.integers(2, len(stroke) - 2))
+            second = stroke[cut - 1 :] + rng.normal(0.0, 1.0, 2)
+            out[longest : longest + 1] = [stroke[:cut], second]
     return out
+
+
+def _overshoot(path: np.ndarray, amounts: np.ndarray) -> np.ndarray:
+    """The stroke with its first and last segment lengthened (or shortened) by `amounts`."""
+    if len(path) < 2:
+        return path
+    path = path.copy()
+    for end, inner, amount in ((0, 1, amounts[0]), (-1, -2, amounts[1])):
+        step = path[end] - path[inner]
+        length = float(np.hypot(*step))
+        if length > 1e-6:
+            path[end] = path[end] + step / length * max(float(amount), -0.7 * length)
+    return path
 
 
 def _misplace(path: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -734,20 +794,18 @@ def _place_fit(
     return matrix, offset, _linear_scale(matrix)
 
 
-def _elastic_field(rng: np.random.Generator, n: int, amplitude: np.ndarray) -> np.ndarray:
-    """[n, 2, SIZE, SIZE] smooth random displacement (pixels), about `amplitude` in size.
+def _smooth_field(rng: np.random.Generator, n: int, channels: int, knots: int) -> np.ndarray:
+    """float32 [n, channels, SIZE, SIZE]: smooth random values of about unit size.
 
-    Random values on a coarse 5x5 grid, spread with Gaussian bumps: cheap and smooth.
+    Random values on a coarse knots x knots grid, spread with Gaussian bumps: cheap and smooth.
     """
-    knots = 5
-    coarse = rng.normal(0.0, 1.0, (n, 2, knots, knots)) * amplitude[:, None, None, None]
+    coarse = rng.normal(0.0, 1.0, (n, channels, knots, knots)).astype(np.float32)
     pos = np.arange(_SIZE)[:, None]
     centres = np.linspace(0, _SIZE - 1, knots)[None, :]
     spread = np.exp(-0.5 * ((pos - centres) / (_SIZE / knots * 0.8)) ** 2)
     spread /= np.sqrt((spread**2).sum(axis=1, keepdims=True))
     spread = spread.astype(np.float32)
-    field = np.einsum("yi,ncij,xj->ncyx", spread, coarse.astype(np.float32), spread, optimize=True)
-    return field - field.mean(axis=(2, 3), keepdims=True)  # bend the glyph, do not move it
+    return np.einsum("yi,ncij,xj->ncyx", spread, coarse, spread, optimize=True)
 
 
 def _warp(
@@ -781,15 +839,26 @@ def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def _thicken(images: np.ndarray, radius: np.ndarray) -> np.ndarray:
-    """Grey dilation by a per-sample fractional radius (pixels), alternating square and cross."""
+    """Grey dilation (radius > 0) or erosion (radius < 0, at most one pixel) by a fractional
+    radius per pixel [n, SIZE, SIZE], alternating square and cross steps."""
+    radius = radius.astype(np.float32)
     out = images.copy()
     current = images
     for step in range(int(np.ceil(radius.max(initial=0.0)))):
         grown = _dilate(current, square=step % 2 == 0)
-        weight = np.clip(radius - step, 0.0, 1.0).astype(np.float32)[:, None, None]
-        out += weight * (grown - current)
+        out += np.clip(radius - step, 0.0, 1.0) * (grown - current)
         current = grown
+    shrink = np.clip(-radius, 0.0, 1.0)
+    if shrink.max(initial=0.0) > 0:
+        out -= shrink * (images - _erode(images))
     return out
+
+
+def _erode(images: np.ndarray) -> np.ndarray:
+    """One step of grey erosion by the 4-neighbour cross."""
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1)))
+    rows = np.minimum(np.minimum(padded[:, 1:-1, :-2], padded[:, 1:-1, 2:]), images)
+    return np.minimum(rows, np.minimum(padded[:, :-2, 1:-1], padded[:, 2:, 1:-1]))
 
 
 def _dilate(images: np.ndarray, square: bool) -> np.ndarray:
