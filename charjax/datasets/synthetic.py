@@ -52,6 +52,7 @@ _LINE_CAP = framing_geometry.LINE_CAP
 _LINE_BASE = framing_geometry.LINE_BASE
 _LINE_SHIFT = np.array(framing_geometry.LINE_SHIFT)  # position jitter (x, y) in line framing
 _FIT_BOX = framing_geometry.FIT_BOX
+_MAX_THICKEN = 2.5  # output pixels: the most a stroke's radius grows
 _CHUNK = 512  # samples per random stream (changing it changes the pixels: bump the version)
 _HULL_DIRS = 16  # directions of the extreme points that stand in for a glyph's convex hull
 
@@ -588,6 +589,7 @@ def _render_chunk(labels: np.ndarray, seed: int, start: int, framing: str) -> np
     # Pen pressure: the stroke's radius changes smoothly along the glyph.
     pressure = _smooth_field(rng, n, 1, 3)[:, 0] * style["pressure"][:, None, None]
     images = _thicken(images, (style["thicken"][:, None, None] + pressure) * scale[:, None, None])
+    images = _lower_resolution(images, style["resolution"])
     images = _blur(images, style["blur"])
     # Like EMNIST, every image's darkest stroke core reaches full white.
     peak = np.maximum(images.max(axis=(1, 2)), 1e-6)
@@ -618,12 +620,12 @@ def _draw_style(rng: np.random.Generator, n: int, framing: str) -> dict[str, np.
     wild = framing == "fit"
     return dict(
         rotation=np.clip(rng.normal(0.0, 0.1 if wild else 0.06, n), -0.3, 0.3),  # radians
-        shear=np.clip(rng.normal(0.06, 0.18 if wild else 0.12, n), -0.4, 0.5),  # + leans right
+        shear=np.clip(rng.normal(0.08, 0.22 if wild else 0.12, n), -0.45, 0.6),  # + leans right
         scale=np.exp(np.clip(rng.normal(0.0, 0.05, n), -0.1, 0.1)),
         aspect=np.exp(np.clip(rng.normal(0.0, 0.1 if wild else 0.05, n), -0.22, 0.22)),
         shift=rng.normal(0.0, 1.0, (n, 2)),
         # Pen width, source pixels (cap height 32): log-uniform, so thin and thick pens alike.
-        pen=np.exp(rng.uniform(np.log(1.8), np.log(6.0 if wild else 3.6), n)),
+        pen=np.exp(rng.uniform(np.log(1.8), np.log(7.5 if wild else 3.6), n)),
         thicken=rng.uniform(0.0, 0.8, n),  # extra stroke radius, source pixels
         thin=rng.uniform(0.0, 0.9 if wild else 0.0, n),  # outline glyphs: radius taken off
         pressure=rng.uniform(0.0, 0.9 if wild else 0.3, n),  # radius change along the stroke
@@ -633,6 +635,11 @@ def _draw_style(rng: np.random.Generator, n: int, framing: str) -> dict[str, np.
         wobble=rng.uniform(0.6, 1.8, n) if wild else rng.uniform(0.4, 1.2, n),  # source px
         overshoot=rng.uniform(0.0, 2.0 if wild else 0.8, n),  # stroke-end error, source px
         lift=rng.uniform(0.0, 1.0, n) < (0.25 if wild else 0.0),  # a stroke restarted midway
+        # Side (pixels) of the scan an image is resized from, as real sets are (EMNIST: 28);
+        # 0 keeps the full resolution.
+        resolution=np.where(
+            rng.uniform(0.0, 1.0, n) < (0.5 if wild else 0.0), rng.integers(20, 40, n), 0
+        ),
     )
 
 
@@ -805,7 +812,7 @@ def _smooth_field(rng: np.random.Generator, n: int, channels: int, knots: int) -
     spread = np.exp(-0.5 * ((pos - centres) / (_SIZE / knots * 0.8)) ** 2)
     spread /= np.sqrt((spread**2).sum(axis=1, keepdims=True))
     spread = spread.astype(np.float32)
-    return np.einsum("yi,ncij,xj->ncyx", spread, coarse, spread, optimize=True)
+    return spread @ coarse @ spread.T
 
 
 def _warp(
@@ -841,7 +848,7 @@ def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 def _thicken(images: np.ndarray, radius: np.ndarray) -> np.ndarray:
     """Grey dilation (radius > 0) or erosion (radius < 0, at most one pixel) by a fractional
     radius per pixel [n, SIZE, SIZE], alternating square and cross steps."""
-    radius = radius.astype(np.float32)
+    radius = np.minimum(radius, _MAX_THICKEN).astype(np.float32)
     out = images.copy()
     current = images
     for step in range(int(np.ceil(radius.max(initial=0.0)))):
@@ -863,12 +870,45 @@ def _erode(images: np.ndarray) -> np.ndarray:
 
 def _dilate(images: np.ndarray, square: bool) -> np.ndarray:
     """One step of 3x3 grey dilation (square) or its 4-neighbour cross."""
-    padded = np.pad(images, ((0, 0), (1, 1), (1, 1)))
-    rows = np.maximum(np.maximum(padded[:, :, :-2], padded[:, :, 2:]), padded[:, :, 1:-1])
-    if square:
-        return np.maximum(np.maximum(rows[:, :-2], rows[:, 2:]), rows[:, 1:-1])
-    cols = np.maximum(padded[:, :-2, 1:-1], padded[:, 2:, 1:-1])
-    return np.maximum(rows[:, 1:-1], cols)
+    rows = images.copy()
+    np.maximum(rows[:, :, 1:], images[:, :, :-1], out=rows[:, :, 1:])
+    np.maximum(rows[:, :, :-1], images[:, :, 1:], out=rows[:, :, :-1])
+    source = rows if square else images
+    out = rows.copy()
+    np.maximum(out[:, 1:], source[:, :-1], out=out[:, 1:])
+    np.maximum(out[:, :-1], source[:, 1:], out=out[:, :-1])
+    return out
+
+
+def _lower_resolution(images: np.ndarray, sides: np.ndarray) -> np.ndarray:
+    """Each image with side > 0 box-averaged down to side x side pixels and resized back
+    bilinearly, as an image scanned or stored at that size reaches the model."""
+    out = images
+    for side in np.unique(sides[sides > 0]):
+        where = np.flatnonzero(sides == side)
+        through = _resize_matrix(_SIZE, int(side)) @ _resize_matrix(int(side), _SIZE)
+        out[where] = through @ images[where] @ through.T
+    return out
+
+
+@functools.cache
+def _resize_matrix(size: int, source: int) -> np.ndarray:
+    """float32 [size, source]: 1-D resampling, box average when shrinking, else bilinear."""
+    matrix = np.zeros((size, source), np.float32)
+    ratio = source / size
+    if ratio > 1:
+        edges = np.arange(size + 1) * ratio
+        for i in range(size):
+            for j in range(int(edges[i]), int(np.ceil(edges[i + 1]))):
+                matrix[i, j] = min(edges[i + 1], j + 1) - max(edges[i], j)
+        return matrix / ratio
+    centres = np.clip((np.arange(size) + 0.5) * ratio - 0.5, 0, source - 1)
+    low = np.floor(centres).astype(int)
+    high = np.minimum(low + 1, source - 1)
+    frac = (centres - low).astype(np.float32)
+    matrix[np.arange(size), low] += 1 - frac
+    matrix[np.arange(size), high] += frac
+    return matrix
 
 
 def _blur(images: np.ndarray, sigma: np.ndarray) -> np.ndarray:
