@@ -1,12 +1,13 @@
 """Tests for the embedded synthetic dataset: reproducible, balanced, framed as promised, cached."""
 
 import logging
+import time
 
 import numpy as np
 import pytest
 
 from charjax import charset
-from charjax.datasets import synthetic
+from charjax.datasets import hand_glyphs, synthetic
 
 N = 4 * charset.NUM_CLASSES + 7  # not a multiple of 62, so the extras are exercised
 
@@ -116,14 +117,19 @@ def test_fit_framing_fills_and_centres_the_box():
     # EMNIST's box is about 22 of 28 pixels at half intensity; scaled to 48 that is ~38.
     assert 34 <= np.median(longer) <= 42
     centre = (charset.IMAGE_SIZE - 1) / 2
-    assert np.abs((top + bottom) / 2 - centre).max() <= 3
-    assert np.abs((left + right) / 2 - centre).max() <= 3
+    # Faint pressure-thinned strokes may fall under the threshold here, so a few boxes shift.
+    for offset in ((top + bottom) / 2 - centre, (left + right) / 2 - centre):
+        assert np.percentile(np.abs(offset), 90) <= 2
+        assert np.abs(offset).max() <= 4
 
 
-def test_every_class_has_many_sources():
-    sizes = [len(index) for index, _ in synthetic._bank().by_class]
-    assert min(sizes) >= 10
-    assert len(sizes) == charset.NUM_CLASSES
+@pytest.mark.parametrize("framing", synthetic.FRAMINGS)
+def test_every_class_has_many_sources(framing):
+    table = synthetic._class_table(framing)
+    assert len(table) == charset.NUM_CLASSES
+    assert min(len(index) for index, _ in table) >= 10
+    for _, prob in table:
+        np.testing.assert_allclose(prob.sum(), 1.0)
 
 
 def test_fonts_without_the_characters_are_skipped():
@@ -132,11 +138,71 @@ def test_fonts_without_the_characters_are_skipped():
     assert synthetic._open_font("LastResortHE-Regular.ttf") is None  # one box for every char
 
 
-def test_look_alike_glyphs_stay_in_one_class():
+def _sources_of(framing: str, char: str) -> set[str]:
     bank = synthetic._bank()
-    sources = {c: {bank.names[i] for i in bank.by_class[charset.char_to_index(c)][0]} for c in "lI"}
-    assert "DejaVuSans.ttf" in sources["l"]
-    assert "DejaVuSans.ttf" not in sources["I"]  # its I is the same bare bar as its l
+    index, _ = synthetic._class_table(framing)[charset.char_to_index(char)]
+    return {bank.names[i] for i in index}
+
+
+def test_line_framing_keeps_look_alikes_in_one_class():
+    assert "DejaVuSans.ttf" in _sources_of("line", "l")
+    assert "DejaVuSans.ttf" not in _sources_of("line", "I")  # its I is the same bare bar as its l
+    assert "hand-I0" not in _sources_of("line", "I")  # the bare hand-printed I, likewise
+    assert "hand-10" not in _sources_of("line", "1")
+
+
+def test_fit_framing_keeps_look_alikes_in_every_class():
+    # A bare bar is an l, an I or a 1 in real handwriting: each class keeps its own.
+    for name, char in (("DejaVuSans.ttf", "I"), ("hand-I0", "I"), ("hand-10", "1")):
+        assert name in _sources_of("fit", char)
+
+
+def test_hand_forms_cover_every_class_and_stay_in_the_line_box():
+    assert set(hand_glyphs.HAND_GLYPHS) == set(charset.CLASSES)
+    for char, forms in hand_glyphs.HAND_GLYPHS.items():
+        for spec, weight in forms:
+            assert weight > 0
+            points = np.concatenate(synthetic._parse_hand(spec))
+            assert points[:, 1].min() >= -13 and points[:, 1].max() <= 17.5, char
+            assert np.abs(points[:, 0]).max() <= 10, char
+
+
+def test_family_shares_follow_the_table():
+    bank = synthetic._bank()
+    table = synthetic._class_table("fit")
+    labels = np.repeat(np.arange(charset.NUM_CLASSES), 200)
+    glyph = synthetic._pick_glyphs(table, labels, np.random.default_rng(0))
+    families = np.array(bank.families)[glyph]
+    for family, share in synthetic._FAMILY_SHARE.items():
+        assert abs(np.mean(families == family) - share) < 0.03, family
+
+
+def test_thicken_grows_and_erosion_thins():
+    images = np.zeros((2, charset.IMAGE_SIZE, charset.IMAGE_SIZE), np.float32)
+    images[:, 10:38, 22:26] = 1.0  # a bar four pixels wide
+    radius = np.stack([np.full((48, 48), 1.5), np.full((48, 48), -1.0)]).astype(np.float32)
+    out = synthetic._thicken(images, radius)
+    assert out[0].sum() > images[0].sum() * 1.4
+    assert out[1].sum() < images[1].sum() * 0.8
+    assert out[1, 20, 23:25].min() > 0.99  # the core of the bar survives one step of erosion
+
+
+def test_lower_resolution_keeps_the_ink_and_softens_it():
+    images = np.zeros((1, charset.IMAGE_SIZE, charset.IMAGE_SIZE), np.float32)
+    images[0, 8:40, 20:23] = 1.0
+    out = synthetic._lower_resolution(images.copy(), np.array([24]))
+    assert abs(out.sum() - images.sum()) < 0.05 * images.sum()
+    assert 0 < out.max() <= 1.0 + 1e-5
+    assert np.count_nonzero(out > 0.05) > np.count_nonzero(images)  # edges spread
+
+
+def test_generation_is_fast_enough():
+    synthetic.generate(charset.NUM_CLASSES, seed=0, framing="fit")  # builds the glyph bank
+    start = time.perf_counter()
+    synthetic.generate(10 * charset.NUM_CLASSES, seed=1, framing="fit")
+    rate = 10 * charset.NUM_CLASSES / (time.perf_counter() - start)
+    # >= 2,000 images/s on a quiet 2-core machine; this only catches an order-of-magnitude slip.
+    assert rate > 200
 
 
 def test_load_caches_and_reuses(tmp_path, monkeypatch, caplog):
