@@ -182,8 +182,9 @@ def main() -> None:
     wall = "" if args.no_train else f"{train(args.config, workdir, args.overrides):.0f} s"
     result = score(workdir, emnist)
     command = " ".join(["charjax train --config", args.config, *args.overrides])
-    rows = [dict(name=args.name, command=command, own_test=_own_test(workdir), wall=wall,
-                 result=result)]
+    rows = [
+        dict(name=args.name, command=command, own_test=_own_test(workdir), wall=wall, result=result)
+    ]
     speed = generation_speed()
     sample_figure(emnist, FIGURE)
     text = markdown(rows, speed)

@@ -310,7 +310,11 @@ def _outline_entries() -> list[dict]:
             image = _render_outline(font, char)
             entries.append(
                 dict(
-                    name=name, family="outline", label=label, weight=weight, image=image,
+                    name=name,
+                    family="outline",
+                    label=label,
+                    weight=weight,
+                    image=image,
                     strokes=None,
                 )
             )
@@ -382,7 +386,11 @@ def _hershey_entries() -> list[dict]:
             image = _draw_paths([strokes], [3.0], cols=1)[0]
             entries.append(
                 dict(
-                    name=face, family="hershey", label=label, weight=weight, image=image,
+                    name=face,
+                    family="hershey",
+                    label=label,
+                    weight=weight,
+                    image=image,
                     strokes=strokes,
                 )
             )
