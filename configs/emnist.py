@@ -18,7 +18,7 @@ import os
 
 import ml_collections
 
-from charjax import config_files
+from charjax import augment, config_files
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EMNIST_30K = os.path.normpath(
@@ -34,5 +34,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.val_fraction = 0.1
     config.data.test_fraction = 0.2
     config.data.split_seed = 0
+    config.augment = augment.default_config()  # the library's ranges, chosen on this split
     config.augment.enabled = True
     return config

@@ -22,4 +22,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.synthetic.num_images = total
     config.data.val_fraction = VALIDATION / total
     config.data.test_fraction = TEST / total
+    # The tutorial rendered glyphs as typeset, each in a fixed box, and trained without
+    # distortions: line framing, augmentation off.
+    config.data.framing = "line"
+    config.augment.enabled = False
     return config
