@@ -1,16 +1,25 @@
 """Synthetic handwriting-like characters: the default dataset, made locally, nothing downloaded.
 
-Every one of the 62 classes is drawn from many glyph sources: the outline fonts that matplotlib
-and Pillow ship, the single-stroke Hershey fonts, and a few pen paths of handwritten forms no
-font has (open 4, straight-stemmed 9, ...). Pen paths are wobbled and drawn with a random pen
-so they look written rather than typeset. Each sample then gets its own slant,
-rotation, scale, stroke weight, blur and a smooth elastic warp, all applied in one resampling.
+Every one of the 62 classes is drawn from three families of glyph sources, each with a fixed
+share of the samples (_FAMILY_SHARE): pen skeletons of hand-printed forms with the alternatives
+people write (hand_glyphs.py: open and closed 4, crossed 7 and Z, flagged or bare 1, single-
+and double-storey a and g, ...), the single-stroke Hershey fonts, and the outline fonts that
+matplotlib and Pillow ship. Pen paths are drawn afresh for every sample: wobbled by a smooth
+field, each stroke a little misplaced, its ends over- or undershooting, sometimes restarted
+midway as after a pen lift, with a random pen from a fine liner to a marker. Each sample then
+gets its own slant, rotation, scale and aspect, a smooth elastic warp (all in one
+resampling), a pen pressure that thickens and thins the stroke along its length (grey
+dilation and erosion by a smooth radius field), and a scan at a lower resolution and blur.
 
-Two framings:
-  * ``line`` (default): the glyph sits in a fixed em box as in a line of text, so ``o`` is
-    smaller than ``O`` and ``p`` hangs below the baseline; upper and lower case stay apart.
-  * ``fit``: the ink box is scaled to fill the frame and centred, as EMNIST does; size and
-    baseline are lost, so ``o``/``O`` or ``l``/``I`` become ambiguous as in real data.
+Two framings (charjax/framing.py holds the geometry, shared with the preparation of users'
+images):
+  * ``fit``: as EMNIST prepares its scans, the ink is cropped, centred and scaled, aspect kept,
+    until its longer side fills _FIT_BOX; size and baseline are lost, so ``o``/``O`` or
+    ``l``/``I``/``1`` are as ambiguous as in real data, and each class keeps its look-alike
+    forms. It is what reads real handwriting (benchmarks/RESULTS.md) and the default run's.
+  * ``line``: the glyph sits in a fixed em box as in a line of text, so ``o`` is smaller
+    than ``O`` and ``p`` hangs below the baseline; upper and lower case stay apart, and a
+    source's look-alike glyphs are kept in one class only.
 
 The pixels depend only on (num_images, seed, framing), GENERATOR_VERSION and the installed
 fonts; each block of _CHUNK samples draws from its own seeded stream.
