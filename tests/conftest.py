@@ -23,6 +23,8 @@ TINY = {
     "data.test_fraction": 0.17,
     # the tutorial's constant rate: a 1-epoch cosine decay would leave tests nothing to learn
     "optimizer.schedule": "constant",
+    # distortions make every step heavier; tests/test_augment.py covers them
+    "augment.enabled": False,
 }
 
 
