@@ -71,6 +71,10 @@ def score(workdir: pathlib.Path, emnist: pathlib.Path) -> dict:
     groups = np.array([group_of(c) for c in charset.CLASSES])
     predicted = probabilities.argmax(-1)
     result["lookalike_accuracy"] = float(np.mean(groups[predicted] == groups[data.labels]))
+    digit = data.labels < 10
+    result["digit_share"] = float(digit.mean())
+    result["digit_accuracy"] = float(np.mean(predicted[digit] == data.labels[digit]))
+    result["letter_accuracy"] = float(np.mean(predicted[~digit] == data.labels[~digit]))
     return result
 
 
@@ -129,11 +133,15 @@ def markdown(rows: list[dict], speed: float) -> str:
         per_class = result["per_class"]
         lines += [
             "",
-            f"Per-class EMNIST accuracy of `{row['name']}`:",
+            f"Per-class EMNIST accuracy of `{row['name']}` (digits are "
+            f"{result['digit_share']:.0%} of the images; digits {result['digit_accuracy']:.3f}, "
+            f"letters {result['letter_accuracy']:.3f}):",
             "",
-            "| " + " | ".join(per_class) + " |",
-            "|" + "---:|" * len(per_class),
-            "| " + " | ".join(f"{v:.2f}" for v in per_class.values()) + " |",
+        ]
+        for first, last in (("0", "9"), ("A", "Z"), ("a", "z")):
+            chars = [c for c in per_class if first <= c <= last]
+            lines.append("- " + ", ".join(f"`{c}` {per_class[c]:.2f}" for c in chars))
+        lines += [
             "",
             "Most confused (true -> predicted, count of 30,000): "
             + ", ".join(f"`{t}->{p}` {n}" for t, p, n in result["most_confused"]),
@@ -173,13 +181,14 @@ def main() -> None:
     parser.add_argument("--no-train", action="store_true", help="score an existing run")
     parser.add_argument("--emnist", default=str(EMNIST))
     parser.add_argument("--no-write", action="store_true", help="print, leave RESULTS.md")
+    parser.add_argument("--wall", default="", help="with --no-train: the run's measured time")
     parser.add_argument("overrides", nargs="*", help="--config.FIELD=VALUE flags for train")
     args = parser.parse_args()
     emnist = pathlib.Path(args.emnist)
     if not emnist.exists():
         sys.exit(f"no EMNIST file at {emnist}")
     workdir = pathlib.Path(args.workdir or ROOT / "runs" / f"transfer-{args.name}")
-    wall = "" if args.no_train else f"{train(args.config, workdir, args.overrides):.0f} s"
+    wall = args.wall if args.no_train else f"{train(args.config, workdir, args.overrides):.0f} s"
     result = score(workdir, emnist)
     command = " ".join(["charjax train --config", args.config, *args.overrides])
     rows = [
