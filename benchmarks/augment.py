@@ -1,8 +1,8 @@
 """Random affine augmentation throughput: charjax's jitted warp vs the CPU ways to do it.
 
 Times one batch of 48x48 float images, rotated, sheared, zoomed and shifted by fresh
-random parameters each time (charjax's defaults: +/-15 deg, +/-10 deg shear, zoom
-0.9-1.1 per axis, +/-2 px):
+random parameters each time (the ranges of configs/default.py's `augment` block, or of
+the config given with --config):
 
 * charjax: `augment.augment_batch` under jax.jit, parameter sampling included;
 * scipy: the tutorial's way, a Python loop of `scipy.ndimage.affine_transform(order=1)`,
@@ -17,7 +17,7 @@ compiles); the methods take turns so that load from other processes hits them al
 Before timing, the three CPU ways are checked against each other on the
 same matrices, so the numbers compare equal work.
 
-    python benchmarks/augment.py --json augment.json
+    python benchmarks/augment.py --json augment.json [--config emnist_vgg]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 import scipy
 import scipy.ndimage as ndi
 
-from charjax import augment
+from charjax import augment, config_files
 
 SIZE = 48
 
@@ -47,9 +47,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1024, help="images per batch")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per method")
     parser.add_argument("--json", help="also write the figures and machine info here")
+    parser.add_argument("--config", default="default", help="config whose augment ranges to use")
     args = parser.parse_args()
 
-    cfg = augment.default_config()
+    cfg = config_files.load(args.config).augment
     cfg.enabled = True
     images = np.random.default_rng(0).random((args.batch, SIZE, SIZE, 1), dtype=np.float32)
     check_agreement(images[:16], cfg)

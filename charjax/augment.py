@@ -33,30 +33,6 @@ import ml_collections
 import numpy as np
 
 
-def default_config() -> ml_collections.ConfigDict:
-    """Augmentation knobs, chosen on the validation split of real handwriting.
-
-    The tutorial rotated by up to 15 degrees and shifted by up to 2 px; zoom and slant
-    (shear) mimic the size and slant differences between writers. On EMNIST ByClass 30k
-    (configs/emnist.py, tutorial model, 30 epochs) these milder ranges had the best
-    validation accuracy of the settings tried (0.8356, against 0.8339 for rotation 15 /
-    shear 10 / zoom 0.9-1.1, 0.8336 for that at prob 0.5, 0.8289 without augmentation):
-    EMNIST is already centred and size-normalised, so large distortions add little.
-    Off by default: configs switch it on (benchmarks/RESULTS.md has the sweep).
-    """
-    c = ml_collections.ConfigDict()
-    c.enabled = False
-    c.prob = 1.0  # chance that an image is distorted at all; the rest pass through unchanged
-    c.max_shift = 2.0  # pixels, uniform in [-max, max] per axis (sub-pixel shifts included)
-    c.max_rotation = 8.0  # degrees, uniform in [-max, max]
-    c.max_shear = 5.0  # degrees of slant, uniform in [-max, max]: col += tan(angle) * height
-    c.zoom_range = (0.95, 1.05)  # scale factor, drawn independently for rows and columns
-    c.elastic = False  # Simard et al. (2003) elastic distortion on top of the affine
-    c.elastic_alpha = 50.0  # pixels: scale of the smoothed uniform(-1, 1) displacement field
-    c.elastic_sigma = 6.0  # pixels: std of the Gaussian that smooths that field
-    return c
-
-
 @jax.jit
 def make_affine(
     rotation: jnp.ndarray,

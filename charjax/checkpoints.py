@@ -7,20 +7,39 @@ evaluate or predict.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
 from charjax import jsonio
+from charjax import state as state_lib
 from charjax.errors import CheckpointError
+from charjax_configs import default as schema
 
 BEST_METRIC = "val_accuracy"
+
+
+def _rank(metrics: Mapping[str, float]) -> float:
+    """What makes an epoch the best: its validation accuracy."""
+    return float(metrics[BEST_METRIC])
+
+
+def best_epoch(history: Sequence[Mapping[str, float]]) -> int:
+    """The best epoch of a run's history: the highest validation accuracy, the later of
+    ties. This is the rule Orbax applies to the saved epochs (a stable sort by `_rank`,
+    best last), so the epoch named here is the checkpoint it keeps as the best."""
+    if not history:
+        raise ValueError("no epochs in the history; there is no best epoch")
+    return int(sorted(history, key=_rank)[-1]["epoch"])
 
 
 def checkpoint_dir(workdir: str | os.PathLike) -> str:
@@ -40,7 +59,7 @@ def manager(
     policy = cm.AnyPreservationPolicy(
         [
             cm.LatestN(n=1),
-            cm.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=False, n=keep_best),
+            cm.BestN(get_metric_fn=_rank, reverse=False, n=keep_best),
         ]
     )
     # Orbax warns that a read-only manager is read-only; that is the point here.
@@ -50,7 +69,7 @@ def manager(
         absl_logger.setLevel(logging.ERROR)
     try:
         options = ocp.CheckpointManagerOptions(
-            best_fn=lambda m: m[BEST_METRIC],
+            best_fn=_rank,
             best_mode="max",
             preservation_policy=policy,
             create=create and not read_only,
@@ -133,13 +152,55 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any) -> tupl
     return restored.state, dict(restored.config), list(restored.history["epochs"])
 
 
-def read_config(mngr: ocp.CheckpointManager, step: int) -> dict:
-    """Only the config of a checkpoint, to rebuild the model before restoring its weights."""
+def read_config(mngr: ocp.CheckpointManager, step: int) -> ml_collections.ConfigDict:
+    """The config of a checkpoint on today's schema (see `upgrade_config`), to rebuild the
+    model before restoring its weights."""
     try:
         restored = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     except Exception as e:
         raise _unrestorable(mngr, step, e) from e
-    return dict(restored.config)
+    return upgrade_config(dict(restored.config))
+
+
+def _legacy_model_block(model: dict) -> dict:
+    """A run from before per-model blocks kept model.hidden/dropout flat; map them the way
+    that code read them (hidden: tutorial only; bn_hidden: tutorial_bn; dropout: all)."""
+    model = copy.deepcopy(model)
+    hidden, dropout = model.pop("hidden"), model.pop("dropout")
+    bn_hidden = model.pop("bn_hidden") if "bn_hidden" in model else 1024
+    model["tutorial"] = {"hidden": hidden, "dropout": dropout}
+    model["tutorial_bn"] = {"hidden": bn_hidden, "dropout": dropout}
+    model["compact_vgg"] = {"hidden": 256, "dropout": dropout}
+    return model
+
+
+def _overlay(config: ml_collections.ConfigDict, stored: Mapping[str, Any]) -> None:
+    """Sets every field of `stored` that the schema knows onto `config`, recursively."""
+    for key, value in stored.items():
+        if key not in config:
+            continue
+        if isinstance(config[key], ml_collections.ConfigDict) and isinstance(value, Mapping):
+            _overlay(config[key], value)
+        else:
+            with config.ignore_type():
+                config[key] = tuple(value) if isinstance(config[key], tuple) else value
+
+
+def upgrade_config(stored: dict) -> ml_collections.ConfigDict:
+    """A run's stored config on the current schema (configs/default.py): fields added since
+    the run was trained take their defaults, and settings that moved (the model's to its
+    per-model block, data.synthetic.framing to data.framing) move, so every checkpoint
+    stays restorable and resumable."""
+    stored = copy.deepcopy(stored)
+    if "model" in stored and "tutorial" not in stored["model"]:
+        stored["model"] = _legacy_model_block(stored["model"])
+    data = stored["data"] if "data" in stored else {}
+    synthetic = data["synthetic"] if "synthetic" in data else {}
+    if "framing" in synthetic and "framing" not in data:
+        data["framing"] = synthetic.pop("framing")
+    config = schema.get_config()
+    _overlay(config, stored)
+    return config
 
 
 def _unrestorable(mngr: ocp.CheckpointManager, step: int, error: Exception) -> CheckpointError:
@@ -168,10 +229,6 @@ def load_for_inference(workdir: str | os.PathLike, step: int | None = None) -> t
     The model is rebuilt from the config stored in the checkpoint, so the caller needs
     nothing but the run directory.
     """
-    import ml_collections
-
-    from charjax import train  # late import: train uses this module
-
     directory = checkpoint_dir(workdir)
     if not os.path.isdir(directory):
         raise CheckpointError(
@@ -188,8 +245,10 @@ def load_for_inference(workdir: str | os.PathLike, step: int | None = None) -> t
                 f"`charjax train ... --workdir {workdir}`"
             )
         try:
-            config = ml_collections.ConfigDict(read_config(mngr, step))
-            abstract = jax.eval_shape(lambda: train.create_train_state(config, jax.random.key(0)))
+            config = read_config(mngr, step)
+            abstract = jax.eval_shape(
+                lambda: state_lib.create_train_state(config, jax.random.key(0))
+            )
             state, _, _ = restore(mngr, step, abstract)
         except Exception as e:
             raise _unrestorable(mngr, step, e) from e

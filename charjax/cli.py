@@ -22,7 +22,7 @@ FLAGS = flags.FLAGS
 USAGE = """usage: charjax COMMAND [FLAGS]
 
 commands:
-  train   --config CONFIG.py --workdir DIR [--config.FIELD=VALUE ...]
+  train   --config CONFIG --workdir DIR [--config.FIELD=VALUE ...]
           train, keep the best weights by validation accuracy, score the test split
   eval    --workdir DIR [--workdir DIR2 ...] --dataset SPEC [--split S] [--vote] [--json F]
           restore the best checkpoint(s) and report accuracy, loss, top-5, per class
@@ -37,6 +37,7 @@ commands:
   data preview --dataset SPEC --out GRID.png [--n 64] [--augment] [--seed 0] [--config CONFIG.py]
           a labelled grid of the first n images, distorted by the augmentation with --augment
 
+CONFIG: a shipped config by name (default, emnist, tutorial, ...) or a config file's path.
 dataset specs: synthetic, npz:PATH, folder:PATH, tfds:emnist/byclass[:SPLIT], tfds:synthetic
 
 run `charjax COMMAND --help` for a command's flags.
@@ -67,10 +68,13 @@ def _config_file_problem(path: str) -> str | None:
     if os.path.isfile(file):
         return None
     where = "" if os.path.isabs(file) else f" (relative to {os.getcwd()})"
-    bundled = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), file)
-    hint = (f"; did you mean {bundled}?" if file and not os.path.isabs(file)
-            and os.path.isfile(bundled) else "; pass the path of a configs/*.py file")
-    return f"--config {path}: no such file{where}{hint}"
+    from charjax import config_files
+
+    bundled = os.path.join(config_files.SHIPPED_DIR, os.path.basename(file))
+    hint = (f"; did you mean {bundled}?" if file and os.path.isfile(bundled)
+            else "; pass a config file's path")
+    shipped = ", ".join(config_files.shipped_names())
+    return f"--config {path}: no such file{where}{hint}, or a shipped config's name ({shipped})"
 
 
 def _config_value(argv: list[str]) -> str | None:
@@ -90,8 +94,8 @@ def _config_or_fail(command: str, required: bool = True):
     if FLAGS["config"].value is None and not FLAGS["config"].present:
         if not required:
             return None
-        _fail(command, "--config is required: pass a config file, e.g. --config "
-                       "configs/default.py")
+        _fail(command, "--config is required: pass a config file or a shipped config's "
+                       "name, e.g. --config default")
     path = config_flags.get_config_filename(FLAGS["config"])
     problem = _config_file_problem(path or "")
     if problem:
@@ -140,8 +144,9 @@ def _flags_parser(command: str) -> Callable[[list[str]], list[str]]:
 def _define_train_flags() -> None:
     from ml_collections import config_flags
 
-    config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
-                                    lock_config=True, sys_argv=_ARGV)
+    config_flags.DEFINE_config_file(
+        "config", None, "A shipped config by name (default) or a config file's path.",
+        lock_config=True, sys_argv=_ARGV)
     flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, logs.")
     flags.mark_flags_as_required(["config", "workdir"])
 
@@ -154,7 +159,7 @@ def _train(argv: list[str]) -> None:
 
     validation.check_config(config)
     workdir.check_usable(FLAGS.workdir)
-    if config.get("ensemble_members", 1) > 1:
+    if config.ensemble_members > 1:
         from charjax import ensemble
 
         ensemble.train_ensemble(config, FLAGS.workdir)
@@ -358,17 +363,19 @@ def _data_export(dataset) -> None:
 def _data_preview(dataset) -> None:
     from charjax import preview
 
-    augment_cfg = None
-    config = _config_or_fail("data", required=False)
-    if FLAGS.augment:
-        if config is not None and "augment" in config:
-            augment_cfg = config.augment
-        else:
-            from charjax import augment
-
-            augment_cfg = augment.default_config()
+    augment_cfg = _config_or_default().augment if FLAGS.augment else None
     preview.preview_dataset(dataset, FLAGS.out, FLAGS.n, augment_cfg, FLAGS.seed)
     print(f"wrote {FLAGS.out}")
+
+
+def _config_or_default():
+    """--config when given (data commands), else the shipped default config."""
+    config = _config_or_fail("data", required=False)
+    if config is not None:
+        return config
+    from charjax import config_files
+
+    return config_files.load("default")
 
 
 # `charjax data SUB ...`: every sub-command takes a dataset spec; add new ones here.
@@ -384,9 +391,7 @@ def _data(argv: list[str]) -> None:
         _fail("data", f"--n must be at least 1, got {FLAGS.n}")
     from charjax import datasets
 
-    config = _config_or_fail("data", required=False)
-    data_config = config.data if config is not None else None
-    dataset, skipped = datasets.load_with_skipped(FLAGS.dataset, data_config)
+    dataset, skipped = datasets.load_with_skipped(FLAGS.dataset, _config_or_default().data)
     if skipped:
         print(f"{len(skipped)} file(s) left out (see the warnings above)", file=sys.stderr)
     DATA_COMMANDS[argv[1]](dataset)
@@ -449,7 +454,7 @@ def _guarded(command: str, main: Callable[[list[str]], None]) -> Callable[[list[
 
 # The usage line of each command, for `charjax COMMAND --help`.
 COMMAND_USAGE = {
-    "train": "charjax train --config CONFIG.py --workdir DIR [--config.FIELD=VALUE ...]",
+    "train": "charjax train --config CONFIG --workdir DIR [--config.FIELD=VALUE ...]",
     "eval": "charjax eval --workdir DIR [--workdir DIR2 ...] --dataset SPEC [--split S] "
             "[--vote] [--json F]",
     "predict": "charjax predict --workdir DIR [--top_k 3] IMAGE [IMAGE ...]",
@@ -481,6 +486,20 @@ def _define(command: str) -> None:
     _DEFINED[:] = sorted(set(FLAGS) - _BASELINE)
 
 
+def _shipped_config_paths(argv: list[str]) -> list[str]:
+    """argv with `--config NAME` of a shipped config turned into its file's path."""
+    from charjax import config_files
+
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--config" and i + 1 < len(out):
+            out[i + 1] = config_files.shipped_path(out[i + 1]) or out[i + 1]
+        elif arg.startswith("--config="):
+            value = arg.split("=", 1)[1]
+            out[i] = f"--config={config_files.shipped_path(value) or value}"
+    return out
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console entry point: `charjax COMMAND [FLAGS]`; `argv` runs it in-process."""
     global _ARGV, _PROGRAM
@@ -492,7 +511,7 @@ def run(argv: list[str] | None = None) -> None:
     command = argv[1]
     if command not in COMMANDS:
         _fail("", f"unknown command {command!r}; choose one of {sorted(COMMANDS)}")
-    _ARGV = [f"charjax {command}", *argv[2:]]
+    _ARGV = [f"charjax {command}", *_shipped_config_paths(argv[2:])]
     _define(command)
     main = COMMANDS[command][1]
     if any(a in ("-h", "--help", "-help", "--helpshort", "--helpfull") for a in argv[2:]):
@@ -500,6 +519,6 @@ def run(argv: list[str] | None = None) -> None:
         sys.exit(0)
     app.run(
         _guarded(command, main),
-        argv=[f"charjax {command}", *argv[2:]],
+        argv=list(_ARGV),
         flags_parser=_flags_parser(command),
     )

@@ -19,20 +19,10 @@ from jax.sharding import PartitionSpec as P
 from charjax.errors import CharjaxError
 
 
-def default_config() -> ml_collections.ConfigDict:
-    """Multi-host settings; all empty means a single process (or auto-detection, if asked)."""
-    config = ml_collections.ConfigDict()
-    config.coordinator_address = ""  # host:port of process 0, e.g. 10.0.0.1:1234
-    config.num_processes = 0
-    config.process_id = -1
-    config.auto_detect = False  # let JAX read SLURM / Open MPI / cloud TPU environments
-    config.cpu_collectives = "gloo"  # CPU-only multi-process needs a collectives backend
-    return config
-
-
-def initialize(config: ml_collections.ConfigDict | None) -> None:
-    """Joins the processes of a multi-host run; a no-op for a single process."""
-    if config is None or jax.distributed.is_initialized():
+def initialize(config: ml_collections.ConfigDict) -> None:
+    """Joins the processes of a multi-host run (config.distributed); a no-op for a single
+    process."""
+    if jax.distributed.is_initialized():
         return
     explicit = bool(config.coordinator_address) or config.num_processes > 1
     if not (explicit or config.auto_detect):

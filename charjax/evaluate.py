@@ -11,14 +11,18 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
-from charjax import charset, input_pipeline
+from charjax import charset, datasets, distributed, input_pipeline, layers, state
+from charjax.datasets.base import Dataset
+from charjax.reporting import plots
 
 
 def batch_sums(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
-    """Masked sums over a batch; divide by `count` after summing over batches."""
+    """Masked sums over a batch, the one definition of every metric; `summarize` turns
+    the sums (added over batches) into accuracies and a mean loss."""
     mask = mask.astype(jnp.float32)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
@@ -34,15 +38,55 @@ def batch_sums(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[st
     }
 
 
+def summarize(totals: dict[str, Any]) -> dict[str, Any]:
+    """accuracy, loss, top5_accuracy, n and per_class (character -> accuracy, for the
+    classes that occur) from `batch_sums` added over batches."""
+    totals = jax.device_get(totals)
+    count = max(float(totals["count"]), 1.0)
+    class_count, class_correct = np.asarray(totals["class_count"]), totals["class_correct"]
+    return {
+        "accuracy": float(totals["correct"]) / count,
+        "loss": float(totals["loss"]) / count,
+        "top5_accuracy": float(totals["top5_correct"]) / count,
+        "n": int(totals["count"]),
+        "per_class": {
+            charset.index_to_char(i): float(class_correct[i] / n)
+            for i, n in enumerate(class_count) if n > 0
+        },
+    }
+
+
+def eval_step(train_state: state.TrainState, batch: dict[str, jax.Array]) -> tuple[dict, jax.Array]:
+    """(`batch_sums` over the batch's unmasked samples, logits) with the evaluation weights."""
+    images = input_pipeline.normalize(batch["image"])
+    logits = state.forward(train_state, train_state.eval_params(), images, train=False).logits
+    return batch_sums(logits, batch["label"], batch["mask"]), logits
+
+
+def make_device_eval_step(placement: distributed.Placement | None = None) -> Callable:
+    """Jitted eval step over (images, labels) gathered by padded indices and a mask."""
+
+    def step(train_state, images, labels, idx, mask):
+        batch = {"image": images[idx], "label": labels[idx], "mask": mask}
+        if placement is not None:
+            batch = jax.lax.with_sharding_constraint(batch, placement.batch)
+        return eval_step(train_state, batch)
+
+    out = placement.replicated if placement is not None else None
+    return jax.jit(step, out_shardings=out, compiler_options=layers.cpu_compiler_options())
+
+
 def evaluate_arrays(
     eval_fn: Callable,
-    state: Any,
+    train_state: Any,
     images: jax.Array,
     labels: jax.Array,
     batch_size: int,
-    placement: Any = None,
+    placement: distributed.Placement | None = None,
+    keep_logits: bool = False,
 ) -> dict[str, Any]:
-    """Runs `eval_fn(state, images, labels, idx, mask)` over every sample exactly once.
+    """`summarize`d metrics of `eval_fn` (see `make_device_eval_step`) over every sample
+    exactly once; with `keep_logits`, also the logits [N, 62] as a host array.
 
     Sums stay on device; one host sync at the end. With a placement the batch size is
     rounded up to a multiple of the device count (padding is masked out).
@@ -51,44 +95,27 @@ def evaluate_arrays(
         batch_size = -(-batch_size // placement.num_devices) * placement.num_devices
     index, mask = input_pipeline.padded_batches(int(images.shape[0]), batch_size)
     put = placement.replicate if placement is not None else jnp.asarray
-    totals = None
+    totals, logits = None, []
     for idx, m in zip(index, mask, strict=True):
-        sums = eval_fn(state, images, labels, put(idx.astype(np.int32)), put(m))
+        sums, batch_logits = eval_fn(train_state, images, labels, put(idx.astype(np.int32)),
+                                     put(m))
         totals = sums if totals is None else jax.tree_util.tree_map(jnp.add, totals, sums)
-    totals = jax.device_get(totals)
-    count = max(float(totals["count"]), 1.0)
-    return {
-        "accuracy": float(totals["correct"]) / count,
-        "loss": float(totals["loss"]) / count,
-        "top5_accuracy": float(totals["top5_correct"]) / count,
-        "n": int(totals["count"]),
-        "class_count": np.asarray(totals["class_count"]),
-        "class_correct": np.asarray(totals["class_correct"]),
-    }
+        if keep_logits:
+            logits.append(batch_logits)
+    result = summarize(totals)
+    if keep_logits:
+        result["logits"] = np.concatenate(jax.device_get(logits))[mask.reshape(-1)]
+    return result
 
 
-def per_class_accuracy(result: dict[str, Any]) -> dict[str, float]:
-    """Character -> accuracy, for the classes that occur."""
-    return {
-        charset.index_to_char(i): float(c / n)
-        for i, (c, n) in enumerate(zip(result["class_correct"], result["class_count"], strict=True))
-        if n > 0
-    }
-
-
-@jax.jit
-def _probabilities(state: Any, images: jax.Array) -> jax.Array:
-    """Softmax of the evaluation weights; compiled once per model and batch shape."""
-    from charjax import train  # late import: train uses this module
-
-    logits, _ = train._forward(state, state.eval_params(), input_pipeline.normalize(images), False)
-    return jax.nn.softmax(logits)
-
-
-def predict_probabilities(state: Any, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Softmax probabilities [N, 62] of a restored model on uint8 images [N, 48, 48, 1]."""
+def predict_probabilities(
+    train_state: state.TrainState, images: np.ndarray, batch_size: int = 512
+) -> np.ndarray:
+    """Softmax probabilities [N, 62] of a model on uint8 images [N, 48, 48, 1]."""
+    model = state.for_inference(train_state)
     index, mask = input_pipeline.padded_batches(len(images), batch_size)
-    out = [np.asarray(_probabilities(state, jnp.asarray(images[idx]))) for idx in index]
+    out = [np.asarray(jax.nn.softmax(state.infer(model, jnp.asarray(images[idx]))[0]))
+           for idx in index]
     return np.concatenate(out)[mask.reshape(-1)]
 
 
@@ -109,22 +136,11 @@ def combine(probabilities: list[np.ndarray], vote: bool = False) -> np.ndarray:
 
 
 def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """accuracy, loss, top-5 accuracy, n and per-class accuracy of scores against labels."""
-    labels = np.asarray(labels).astype(np.int64)
-    n = len(labels)
-    predicted = probabilities.argmax(-1)
-    top5 = np.argsort(-probabilities, axis=-1)[:, :5]
-    picked = probabilities[np.arange(n), labels]
-    correct = predicted == labels
-    counts = np.bincount(labels, minlength=charset.NUM_CLASSES)
-    hits = np.bincount(labels, weights=correct, minlength=charset.NUM_CLASSES)
-    return {
-        "accuracy": float(correct.mean()) if n else 0.0,
-        "loss": float(-np.log(np.clip(picked, 1e-12, 1.0)).mean()) if n else 0.0,
-        "top5_accuracy": float((top5 == labels[:, None]).any(-1).mean()) if n else 0.0,
-        "n": int(n),
-        "per_class": per_class_accuracy({"class_correct": hits, "class_count": counts}),
-    }
+    """`summarize`d metrics of scores [N, 62] (probabilities, or a vote's shares) against
+    labels: `batch_sums` on their logarithm, so the loss is the mean -log p(true class)."""
+    logits = jnp.log(jnp.clip(jnp.asarray(probabilities, jnp.float32), 1e-12, 1.0))
+    labels = jnp.asarray(np.asarray(labels), jnp.int32)
+    return summarize(batch_sums(logits, labels, jnp.ones(labels.shape, bool)))
 
 
 def ensemble_metrics(
@@ -149,20 +165,18 @@ def most_confused_pairs(
     probabilities: np.ndarray, labels: np.ndarray, top: int = 10
 ) -> list[tuple[str, str, int]]:
     """The `top` commonest mistakes as (true char, predicted char, count), commonest first."""
-    from charjax.reporting import plots  # the package imports this module: import late
-
     matrix = plots.confusion_matrix(labels, np.asarray(probabilities).argmax(-1))
     return [(t, p, n) for t, p, n, _ in plots.most_confused(matrix, top)]
 
 
-def load_eval_data(spec: str, run_config: Any, split: str = "auto") -> Any:
+def load_eval_data(
+    spec: str, run_config: ml_collections.ConfigDict, split: str = "auto"
+) -> Dataset:
     """The dataset to score a run on.
 
     split 'auto' means the run's own test split when `spec` is the data the run trained on
     (so `charjax eval` reproduces the test accuracy training reported), else all of it.
     """
-    from charjax import datasets
-
     if split == "auto":
         split = "test" if spec == run_config.data.source else "all"
     if split not in ("all", "train", "validation", "test"):
@@ -170,10 +184,4 @@ def load_eval_data(spec: str, run_config: Any, split: str = "auto") -> Any:
     dataset = datasets.load(spec, run_config.data)
     if split == "all":
         return dataset
-    splits = input_pipeline.stratified_split(
-        dataset,
-        run_config.data.val_fraction,
-        run_config.data.test_fraction,
-        run_config.data.split_seed,
-    )
-    return getattr(splits, split)
+    return getattr(input_pipeline.split(dataset, run_config.data), split)

@@ -38,7 +38,7 @@ def plain_model(rec: Recognizer) -> Any:
     config = ml_collections.ConfigDict(rec.config.model.to_dict())
     if "impl" in config:
         config.impl = "flax"
-    return models.create_model(config, rec.config.get("precision", "float32"))
+    return models.create_model(config, rec.config.precision)
 
 
 def inference_fn(rec: Recognizer) -> Callable[[jax.Array], jax.Array]:

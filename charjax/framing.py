@@ -67,20 +67,6 @@ def check_framing(framing: str) -> str:
     return framing
 
 
-def of_config(data_config: Any) -> str:
-    """The framing a run's data used: `data.framing`, or an older run's `data.synthetic.framing`."""
-    for path in (("framing",), ("synthetic", "framing")):
-        node = data_config
-        try:
-            for part in path:
-                node = node[part]
-        except (KeyError, AttributeError, TypeError):
-            continue
-        if node:
-            return check_framing(str(node))
-    return "line"
-
-
 def line_guides() -> dict[str, float]:
     """Rows (pixels of the frame, top = 0) of the lines a line-framed model was trained on."""
     return {

@@ -11,9 +11,11 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from charjax.datasets.base import Dataset
+from charjax.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,20 +37,67 @@ def _split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[in
     return n_val, n_test
 
 
+def _largest_remainder(total: int, sizes: np.ndarray) -> np.ndarray:
+    """`total` shared among classes in proportion to `sizes`, in whole images: each gets the
+    floor of its share, and the images left go to the largest remainders (ties: lower class)."""
+    quota = total * sizes / sizes.sum()
+    counts = np.floor(quota).astype(np.int64)
+    order = np.argsort(-(quota - counts), kind="stable")
+    counts[order[: total - counts.sum()]] += 1
+    return counts
+
+
+def _counts_per_class(sizes: np.ndarray, val_count: int, test_count: int) -> np.ndarray:
+    """[classes, 2] validation and test images per class, exactly `val_count` and
+    `test_count` in all, each class keeping at least one training image."""
+    none = np.zeros(len(sizes), np.int64)
+    held = _largest_remainder(val_count + test_count, sizes) if val_count + test_count else none
+    if val_count < 0 or test_count < 0 or (held >= sizes).any():
+        raise ConfigError(
+            f"--config.data.val_count={val_count} and --config.data.test_count={test_count}: "
+            f"must be >= 0 and leave each class at least one training image ({int(sizes.sum())} "
+            f"images in {len(sizes)} classes, the smallest {int(sizes.min())}); hold out fewer"
+        )
+    val = _largest_remainder(val_count, held.astype(np.float64)) if val_count else none
+    return np.stack([val, held - val], axis=1)
+
+
 def stratified_split(
-    dataset: Dataset, val_fraction: float, test_fraction: float, seed: int
+    dataset: Dataset,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    val_count: int | None = None,
+    test_count: int | None = None,
 ) -> Splits:
-    """Splits every class by the same ratios, shuffled by `seed`; each split is shuffled too."""
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+    """Splits every class by the same ratios, shuffled by `seed`; each split is shuffled too.
+
+    With `val_count` and `test_count` the splits hold exactly that many images instead,
+    each class contributing in proportion to its size (largest remainder), so they stay
+    stratified; the fractions are then unused.
+    """
+    by_count = val_count is not None or test_count is not None
+    if by_count and (val_count is None or test_count is None):
+        raise ConfigError("--config.data.val_count and --config.data.test_count: set both (a "
+                          "split by counts) or neither (by fractions)")
+    if not by_count and not (
+        0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1
+    ):
         raise ValueError(
             f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be in [0, 1) "
             "and sum to less than 1"
         )
     rng = np.random.default_rng(seed)
+    classes = np.unique(dataset.labels)
+    members = [np.flatnonzero(dataset.labels == label) for label in classes]
+    if by_count:
+        sizes = np.array([len(m) for m in members], np.float64)
+        held = _counts_per_class(sizes, val_count, test_count)
+    else:
+        held = [_split_counts(len(m), val_fraction, test_fraction) for m in members]
     parts: dict[str, list[np.ndarray]] = {"train": [], "validation": [], "test": []}
-    for label in np.unique(dataset.labels):
-        idx = rng.permutation(np.flatnonzero(dataset.labels == label))
-        n_val, n_test = _split_counts(len(idx), val_fraction, test_fraction)
+    for idx, (n_val, n_test) in zip(members, held, strict=True):
+        idx = rng.permutation(idx)
         parts["validation"].append(idx[:n_val])
         parts["test"].append(idx[n_val : n_val + n_test])
         parts["train"].append(idx[n_val + n_test :])
@@ -57,6 +106,14 @@ def stratified_split(
         idx = np.concatenate(chunks) if chunks else np.zeros((0,), np.int64)
         subsets[name] = dataset.subset(rng.permutation(idx))
     return Splits(**subsets)
+
+
+def split(dataset: Dataset, data_config: ml_collections.ConfigDict) -> Splits:
+    """`stratified_split` as `config.data` asks: by counts when they are set, else by fractions."""
+    return stratified_split(
+        dataset, data_config.val_fraction, data_config.test_fraction, data_config.split_seed,
+        data_config.val_count, data_config.test_count,
+    )
 
 
 def host_arrays(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from charjax import files
+
 
 def finite(data: Any) -> Any:
     """`data` with every non-finite float replaced by None and numpy scalars made plain."""
@@ -35,14 +37,5 @@ def dumps(data: Any) -> str:
 
 
 def write(path: str | os.PathLike, data: Any) -> None:
-    """Writes `data` to `path` through a temporary file, so a reader sees old or new, whole."""
-    path = os.fspath(path)
-    text = dumps(data)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Writes `data` to `path` atomically (`files.write_text`): a reader sees old or new, whole."""
+    files.write_text(path, dumps(data) + "\n")

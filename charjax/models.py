@@ -31,11 +31,11 @@ class TutorialCNN(nn.Module):
     load into the others. `create_model` turns 'auto' into one of them.
     """
 
-    num_classes: int = charset.NUM_CLASSES
-    hidden: int = 128
-    dropout: float = 0.5
+    hidden: int
+    dropout: float
     dtype: jnp.dtype = jnp.float32
     impl: str = "fast"  # create_model resolves the config's "auto"
+    num_classes: int = charset.NUM_CLASSES
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -86,10 +86,10 @@ class TutorialBN(nn.Module):
     """The classic MNIST recipe the tutorial's augmentation came from: two 5x5 conv blocks
     with batch norm, a 1024-wide dense layer, dropout."""
 
-    num_classes: int = charset.NUM_CLASSES
-    hidden: int = 1024
-    dropout: float = 0.5
+    hidden: int
+    dropout: float
     dtype: jnp.dtype = jnp.float32
+    num_classes: int = charset.NUM_CLASSES
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -109,10 +109,10 @@ class CompactVGG(nn.Module):
     tutorial's, then 3x3 pairs that see more context at 22x22 and 11x11 for the
     strokes that separate look-alike characters."""
 
-    num_classes: int = charset.NUM_CLASSES
-    hidden: int = 256
-    dropout: float = 0.4
+    hidden: int
+    dropout: float
     dtype: jnp.dtype = jnp.float32
+    num_classes: int = charset.NUM_CLASSES
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -133,20 +133,24 @@ class CompactVGG(nn.Module):
         return head(x, train)
 
 
+# Each model is built from config.model: its own block (config.model.<name>) and, where it
+# has a choice of kernels, config.model.impl. Every setting is in the config schema; none
+# is a hidden default.
 _REGISTRY: dict[str, Callable[[ml_collections.ConfigDict, jnp.dtype], nn.Module]] = {
-    "tutorial": lambda cfg, dtype: TutorialCNN(
-        hidden=cfg.get("hidden", 128),
-        dropout=cfg.get("dropout", 0.5),
-        dtype=dtype,
-        impl=resolve_impl(cfg.get("impl", "auto")),
+    "tutorial": lambda m, dtype: TutorialCNN(
+        m.tutorial.hidden, m.tutorial.dropout, dtype, resolve_impl(m.impl)
     ),
-    "tutorial_bn": lambda cfg, dtype: TutorialBN(
-        hidden=cfg.get("bn_hidden", 1024), dropout=cfg.get("dropout", 0.5), dtype=dtype
-    ),
-    "compact_vgg": lambda cfg, dtype: CompactVGG(dropout=cfg.get("dropout", 0.4), dtype=dtype),
+    "tutorial_bn": lambda m, dtype: TutorialBN(m.tutorial_bn.hidden, m.tutorial_bn.dropout, dtype),
+    "compact_vgg": lambda m, dtype: CompactVGG(m.compact_vgg.hidden, m.compact_vgg.dropout, dtype),
 }
 # The tutorial picked its networks by number; model 1 is the one it trained.
 _ALIASES: dict[str, str] = {"1": "tutorial", "2": "tutorial_bn", "3": "compact_vgg"}
+
+
+def canonical_name(name: str | int) -> str:
+    """'tutorial' for 'tutorial' or the tutorial's number '1'; unknown names pass through."""
+    name = str(name)
+    return _ALIASES[name] if name in _ALIASES else name
 
 
 IMPLS = ("auto", "onednn", "fast", "flax")
@@ -171,8 +175,7 @@ def resolve_impl(impl: str, backend: str | None = None) -> str:
 def impl_of(model_config: ml_collections.ConfigDict) -> str:
     """The impl setting a model config runs with: its own for the tutorial network
     (default 'auto'), plain Flax layers for the others."""
-    name = _ALIASES.get(str(model_config.name), str(model_config.name))
-    return model_config.get("impl", "auto") if name == "tutorial" else "flax"
+    return model_config.impl if canonical_name(model_config.name) == "tutorial" else "flax"
 
 
 def describe_impl(impl: str, backend: str | None = None) -> str:
@@ -202,9 +205,9 @@ def model_names() -> list[str]:
 
 
 def create_model(model_config: ml_collections.ConfigDict, precision: str = "float32") -> nn.Module:
-    """Builds the module named by `model_config.name` (a name or the tutorial's number)."""
-    name = str(model_config.name)
-    name = _ALIASES.get(name, name)
+    """Builds the module named by `model_config.name` (a name or the tutorial's number)
+    from its settings, `model_config[name]` (and `model_config.impl`)."""
+    name = canonical_name(model_config.name)
     if name not in _REGISTRY:
         raise ValueError(
             f"unknown model {model_config.name!r}; choose one of {model_names()} "

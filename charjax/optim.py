@@ -1,6 +1,7 @@
 """The optimizer recipe, all from optax: Adam/AdamW, schedules, clipping.
 
-Every knob is a config field; the defaults are the tutorial's plain Adam at 1e-3.
+Every knob is a field of config.optimizer (configs/default.py), plus config.learning_rate
+and config.num_epochs for the schedule.
 """
 
 from __future__ import annotations
@@ -10,17 +11,6 @@ import optax
 
 NAMES: tuple[str, ...] = ("adam", "adamw")
 SCHEDULES: tuple[str, ...] = ("constant", "cosine", "onecycle")
-
-
-def default_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.name = "adam"  # adam | adamw
-    config.weight_decay = 0.0  # adamw only; decoupled from the gradient
-    config.schedule = "constant"  # constant | cosine (warm-up + cosine decay) | onecycle
-    config.warmup_epochs = 0.0
-    config.final_lr_fraction = 0.01  # cosine/onecycle end at learning_rate * this
-    config.grad_clip_norm = 0.0  # 0: no clipping
-    return config
 
 
 def learning_rate_schedule(

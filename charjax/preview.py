@@ -105,7 +105,7 @@ def preview_dataset(
     """Grid of the first `n` images of `dataset`, distorted by `augment_cfg` when given.
 
     Passing a config means "show me the augmentation", so it is applied even when the
-    config's `enabled` is False (as in `augment.default_config()`); `seed` picks the draw.
+    config's `enabled` is False (as in configs/default.py); `seed` picks the draw.
     """
     if len(dataset) == 0:
         raise ValueError("the dataset is empty; there is nothing to preview")

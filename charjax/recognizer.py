@@ -58,7 +58,7 @@ class Recognizer:
         self.model = model
         self.variables = variables
         self.config = config
-        self.framing = framing.of_config(config.get("data"))
+        self.framing = framing.check_framing(config.data.framing)
         self.classes: tuple[str, ...] = tuple(charset.CLASSES)
         self.metrics = dict(metrics or {})
         self._lock = threading.Lock()
@@ -82,7 +82,7 @@ class Recognizer:
         if impl is not None and "impl" in config.model:
             model_config = ml_collections.ConfigDict(config.model.to_dict())
             model_config.impl = impl
-        model = models.create_model(model_config, config.get("precision", "float32"))
+        model = models.create_model(model_config, config.precision)
         params = state.ema_params if state.ema_params is not None else state.params
         variables = {"params": params}
         if state.batch_stats:

@@ -15,17 +15,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from flax.training import train_state
 
 from charjax import (
     augment,
-    charset,
     checkpoints,
     datasets,
     distributed,
@@ -41,53 +38,11 @@ from charjax import (
 )
 from charjax import workdir as workdir_lib
 from charjax.errors import CheckpointError, WorkdirError
+from charjax.state import TrainState, create_train_state, forward
+
+__all__ = ["TrainState", "create_train_state", "train_step", "train_and_evaluate"]
 
 log = logging.getLogger(__name__)
-
-
-class TrainState(train_state.TrainState):
-    """Params, optimizer state and step; `batch_stats` for models with batch norm and
-    `ema_params` (an exponential moving average of the weights, used for evaluation)."""
-
-    batch_stats: Any = flax.struct.field(default_factory=dict)
-    ema_params: Any = None
-
-    def eval_params(self) -> Any:
-        return self.params if self.ema_params is None else self.ema_params
-
-
-def create_train_state(
-    config: ml_collections.ConfigDict, rng: jax.Array, steps_per_epoch: int = 1
-) -> TrainState:
-    """Initialises the model named in `config.model` and its optimizer.
-
-    `steps_per_epoch` only shapes the learning-rate schedule; the state's structure
-    (and so a checkpoint's) does not depend on it.
-    """
-    model = models.create_model(config.model, config.get("precision", "float32"))
-    variables = model.init({"params": rng}, jnp.zeros((1, *charset.IMAGE_SHAPE)), train=False)
-    params = variables["params"]
-    return TrainState.create(
-        apply_fn=model.apply,
-        params=params,
-        tx=optim.make_optimizer(config, steps_per_epoch),
-        batch_stats=variables.get("batch_stats", {}),
-        ema_params=params if config.get("ema_decay", 0.0) > 0 else None,
-    )
-
-
-def _forward(state: TrainState, params: Any, images: jax.Array, train: bool, rng=None):
-    """Logits and (when training a batch-norm model) the new batch statistics."""
-    variables = {"params": params}
-    if state.batch_stats:
-        variables["batch_stats"] = state.batch_stats
-    if train and state.batch_stats:
-        logits, updates = state.apply_fn(
-            variables, images, train=True, rngs={"dropout": rng}, mutable=["batch_stats"]
-        )
-        return logits, updates["batch_stats"]
-    rngs = {"dropout": rng} if train else {}
-    return state.apply_fn(variables, images, train=train, rngs=rngs), state.batch_stats
 
 
 def train_step(
@@ -111,7 +66,8 @@ def train_step(
     labels = batch["label"]
 
     def loss_fn(params):
-        logits, batch_stats = _forward(state, params, images, train=True, rng=dropout_rng)
+        out = forward(state, params, images, train=True, rng=dropout_rng)
+        logits, batch_stats = out.logits, out.batch_stats
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
         if label_smoothing > 0:
             targets = optax.smooth_labels(
@@ -132,13 +88,6 @@ def train_step(
         state = state.replace(ema_params=ema)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
     return state, {"loss": loss, "accuracy": accuracy}
-
-
-def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """Sums of loss, correct and top-5 correct over the batch's unmasked samples."""
-    images = input_pipeline.normalize(batch["image"])
-    logits, _ = _forward(state, state.eval_params(), images, False)
-    return evaluate.batch_sums(logits, batch["label"], batch["mask"])
 
 
 def make_device_train_step(
@@ -170,19 +119,6 @@ def make_device_train_step(
         step, donate_argnums=0, out_shardings=out,
         compiler_options=layers.cpu_compiler_options(),
     )
-
-
-def make_device_eval_step(placement: distributed.Placement | None = None) -> Callable:
-    """Jitted eval step over (images, labels) gathered by padded indices and a mask."""
-
-    def step(state, images, labels, idx, mask):
-        batch = {"image": images[idx], "label": labels[idx], "mask": mask}
-        if placement is not None:
-            batch = jax.lax.with_sharding_constraint(batch, placement.batch)
-        return eval_step(state, batch)
-
-    out = placement.replicated if placement is not None else None
-    return jax.jit(step, out_shardings=out, compiler_options=layers.cpu_compiler_options())
 
 
 @functools.lru_cache(maxsize=8)
@@ -247,7 +183,8 @@ def train_epoch(
             if reporter is not None and log_every and (i + 1) % log_every == 0:
                 recent = _period_means(history, log_every)
                 reporter.step(first_step + i + 1, recent)
-                bar.update(log_every, loss=recent["loss"], accuracy=recent["accuracy"])
+                bar.set_postfix(loss=recent["loss"], accuracy=recent["accuracy"], refresh=False)
+                bar.update(log_every)
     return state, _period_means(history, len(history))
 
 
@@ -259,7 +196,7 @@ def resolved_config(config: ml_collections.ConfigDict) -> dict:
 def load_splits(
     config: ml_collections.ConfigDict, workdir: str | None = None
 ) -> input_pipeline.Splits:
-    """The configured dataset, split train/validation/test by ratio and seed.
+    """The configured dataset, split train/validation/test as config.data says.
 
     With a workdir, files skipped as bad (`data.skip_bad`) are listed in it, and data with
     fewer than two classes is refused.
@@ -268,9 +205,7 @@ def load_splits(
         dataset = datasets.load(config.data.source, config.data)
     else:
         dataset = datasets.load_for_training(config.data, workdir)
-    return input_pipeline.stratified_split(
-        dataset, config.data.val_fraction, config.data.test_fraction, config.data.split_seed
-    )
+    return input_pipeline.split(dataset, config.data)
 
 
 # Fields that may change between a run and its resumption without changing its results
@@ -284,7 +219,7 @@ def _config_differences(old: dict, new: dict, allowed: frozenset, prefix: str = 
     """'field: old -> new' for every leaf that differs, dotted paths."""
     out = []
     for k in sorted(set(old) | set(new)):
-        a, b, name = old.get(k), new.get(k), prefix + k
+        a, b, name = old[k] if k in old else None, new[k] if k in new else None, prefix + k
         if isinstance(a, dict) and isinstance(b, dict):
             out += _config_differences(a, b, allowed, name + ".")
         elif a != b and name.split(".")[0] not in allowed:
@@ -292,11 +227,13 @@ def _config_differences(old: dict, new: dict, allowed: frozenset, prefix: str = 
     return out
 
 
-def _check_resume_config(workdir: str, stored: dict, current: dict) -> None:
+def _check_resume_config(
+    workdir: str, stored: ml_collections.ConfigDict, config: ml_collections.ConfigDict
+) -> None:
     allowed = RESUMABLE_FIELDS
-    if current.get("optimizer", {}).get("schedule", "constant") != "constant":
+    if config.optimizer.schedule != "constant":
         allowed = allowed - {"num_epochs"}
-    differences = _config_differences(stored, current, allowed)
+    differences = _config_differences(resolved_config(stored), resolved_config(config), allowed)
     if differences:
         raise CheckpointError(
             f"{workdir} holds a run with another config ({'; '.join(differences)}); resume with "
@@ -337,7 +274,7 @@ def _check_init_from(config: ml_collections.ConfigDict, workdir: str) -> None:
                               "--workdir of a finished run")
 
 
-def _stored_config(workdir: str) -> dict | None:
+def _stored_config(workdir: str) -> ml_collections.ConfigDict | None:
     """The config of the run already in `workdir` (its latest checkpoint's, else its
     config.json), or None for a fresh workdir. Refuses leftovers nothing can resume."""
     if os.path.isdir(checkpoints.checkpoint_dir(workdir)):
@@ -356,7 +293,7 @@ def _stored_config(workdir: str) -> dict | None:
     if "config.json" in leftovers:
         try:
             with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
-                return json.load(f)
+                return checkpoints.upgrade_config(json.load(f))
         except (OSError, ValueError) as e:
             raise WorkdirError(f"{workdir}/config.json: unreadable ({e}); train into a new "
                                "--workdir") from None
@@ -373,7 +310,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     locked against a second writer for the whole run.
     """
     validation.check_config(config)
-    distributed.initialize(config.get("distributed"))
+    distributed.initialize(config.distributed)
     if not distributed.is_main_process():
         logging.getLogger("charjax").setLevel(logging.WARNING)  # process 0 speaks for all
     placement = distributed.data_placement()
@@ -389,13 +326,11 @@ def _train_claimed(
     config_dict = resolved_config(config)
     stored = _stored_config(workdir)
     if stored is not None:
-        _check_resume_config(workdir, stored, config_dict)
+        _check_resume_config(workdir, stored, config)
     # Data before Orbax starts threads and before any write: bad data exits cleanly.
     dataset, skipped = datasets.load_with_skipped(config.data.source, config.data)
     datasets.require_classes(dataset, config.data.source)
-    splits = input_pipeline.stratified_split(
-        dataset, config.data.val_fraction, config.data.test_fraction, config.data.split_seed
-    )
+    splits = input_pipeline.split(dataset, config.data)
     counts = np.bincount(dataset.labels)
     validation.check_splits(
         config,
@@ -404,7 +339,7 @@ def _train_claimed(
         counts[counts > 0],
     )
     # From here on the run writes into the workdir (config.json once the state restored).
-    mngr = checkpoints.manager(workdir, keep_best=config.get("keep_best", 2))
+    mngr = checkpoints.manager(workdir, keep_best=config.keep_best)
     log.info(
         "data %s: %d train, %d validation, %d test images; %d device(s), %d process(es)",
         config.data.source, len(splits.train), len(splits.validation), len(splits.test),
@@ -447,7 +382,7 @@ def _run(
     if mngr.latest_step() is not None:
         state, _, history = checkpoints.restore(mngr, mngr.latest_step(), state)
         log.info("resuming from the checkpoint of epoch %d", mngr.latest_step())
-    elif config.get("init_from"):
+    elif config.init_from:
         state = _init_from(state, config.init_from)
     where = datasets.write_skipped(skipped, workdir) if distributed.is_main_process() else None
     if where:
@@ -460,13 +395,13 @@ def _run(
     val_data = placement.replicate(input_pipeline.host_arrays(splits.validation))
     step_fn = make_device_train_step(
         config.batch_size, config.augment if config.augment.enabled else None, placement,
-        config.get("label_smoothing", 0.0), config.get("ema_decay", 0.0),
+        config.label_smoothing, config.ema_decay,
     )
-    eval_fn = make_device_eval_step(placement)
+    eval_fn = evaluate.make_device_eval_step(placement)
     # Writes on process 0 only; flushed at each epoch's end, so a crash loses at most that
     # epoch's step losses, which the resumed run hides anyway (its purge step).
     learning_rate = optim.learning_rate_schedule(config, steps_per_epoch)
-    shown = reporting.settings(config).sample_images
+    shown = config.report.sample_images
     reporter.start(
         reporting.model_inputs(
             splits.train.images[:shown], config.augment, jax.random.fold_in(key, 2)
@@ -474,7 +409,6 @@ def _run(
         splits.train.labels[:shown],
         validation=(splits.validation.images, splits.validation.labels),
         step=int(jax.device_get(state.step)),
-        history=history,
     )
     start_epoch = len(history) + 1
     train_start = time.perf_counter() - sum(e["seconds"] for e in history)
@@ -506,22 +440,20 @@ def _run(
         reporter.epoch(
             epoch, history[-1], step=step, learning_rate=float(learning_rate(step)),
             images_per_s=len(splits.train) / train_seconds_epoch, state=state,
+            best=checkpoints.best_epoch(history) == epoch,
         )
         # A diverged epoch is never saved, so it can never become the best or the latest.
         validation.check_finite(epoch, history[-1], config.learning_rate)
-        checkpoints.save(
-            mngr, epoch, state, config_dict, history,
-            {"val_accuracy": val["accuracy"], "val_loss": val["loss"]},
-        )
+        checkpoints.save(mngr, epoch, state, config_dict, history, history[-1])
     mngr.wait_until_finished()
     train_seconds = time.perf_counter() - train_start
 
-    best_epoch = mngr.best_step()
+    best_epoch = checkpoints.best_epoch(history)  # the checkpoint Orbax keeps as the best
     best_state, _, _ = checkpoints.restore(mngr, best_epoch, state)
     best_state = placement.replicate(best_state)
     test = evaluate.evaluate_arrays(
         eval_fn, best_state, *placement.replicate(input_pipeline.host_arrays(splits.test)),
-        config.eval_batch_size, placement,
+        config.eval_batch_size, placement, keep_logits=True,
     )
     result = {
         "epochs": history,
@@ -537,7 +469,8 @@ def _run(
         best_epoch, result["best_val_accuracy"], test["loss"], test["accuracy"],
     )
     reporter.finish(
-        history, best_state, splits.test.images, splits.test.labels,
+        history, best_epoch, best_state, splits.test.images, splits.test.labels,
+        np.asarray(jax.nn.softmax(test["logits"], axis=-1)),
         step=int(jax.device_get(state.step)), summary=result,
     )
     return result

@@ -19,8 +19,8 @@ import numpy as np
 
 from charjax import charset, framing, models, optim
 from charjax.errors import ConfigError, DivergedError
+from charjax.reporting.reporter import PROGRESS_MODES
 
-PROGRESS_MODES = ("auto", "bar", "plain", "off")
 SOURCE_KINDS = ("synthetic", "npz:PATH", "folder:PATH", "tfds:NAME[:SPLIT]")
 
 _MISSING = object()
@@ -122,19 +122,16 @@ def check_config(config: Any) -> None:
     c.integer("keep_best", 1, 2, " (best checkpoints kept)")
     c.text("init_from")
 
-    c.choice("model.name", models.model_choices())
-    for field in ("model.hidden", "model.bn_hidden"):
-        if _get(config, field) is not _MISSING:
-            c.integer(field, 1, 128)
-    if _get(config, "model.impl") is not _MISSING:
-        impl = c.choice("model.impl", models.IMPLS)
-        if impl == "onednn":
-            from charjax import kernels
+    name = models.canonical_name(c.choice("model.name", models.model_choices()))
+    c.integer(f"model.{name}.hidden", 1, 128, " (units of the layer before the classifier)")
+    c.number(f"model.{name}.dropout", 0.0, 1.0, 0.5, high_open=True)
+    impl = c.choice("model.impl", models.IMPLS)
+    if impl == "onednn":
+        from charjax import kernels
 
-            if not kernels.available():
-                raise _fail("model.impl", impl, f"the oneDNN kernels are not available here "
-                            f"({kernels.status().detail})", "use --config.model.impl=auto")
-    c.number("model.dropout", 0.0, 1.0, 0.5, high_open=True)
+        if not kernels.available():
+            raise _fail("model.impl", impl, f"the oneDNN kernels are not available here "
+                        f"({kernels.status().detail})", "use --config.model.impl=auto")
 
     c.choice("optimizer.name", optim.NAMES)
     c.choice("optimizer.schedule", optim.SCHEDULES)
@@ -163,6 +160,14 @@ def _check_data(c: _Checker) -> None:
         raise _fail("data.source", source, "unknown dataset spec",
                     f"use one of {', '.join(SOURCE_KINDS)}")
     why = " (the best epoch is chosen on the validation split, and the test split scores it)"
+    val_count, test_count = c.value("data.val_count"), c.value("data.test_count")
+    if (val_count is None) != (test_count is None):
+        raise ConfigError(
+            f"--config.data.val_count={val_count!r} and --config.data.test_count="
+            f"{test_count!r}: set both (a split by counts) or neither (by fractions)")
+    if val_count is not None:
+        c.integer("data.val_count", 1, 700, why)
+        c.integer("data.test_count", 1, 700, why)
     val = c.number("data.val_fraction", 0.0, 1.0, 0.1, low_open=True, high_open=True, why=why)
     test = c.number("data.test_fraction", 0.0, 1.0, 0.1, low_open=True, high_open=True, why=why)
     if val + test >= 1.0:
@@ -179,8 +184,8 @@ def _check_data(c: _Checker) -> None:
         c.integer("data.synthetic.num_images", charset.NUM_CLASSES, 62 * 800,
                   f" (at least one image of each of the {charset.NUM_CLASSES} classes)")
         c.integer("data.synthetic.seed", 0, 0)
-    if kind == "folder":
-        pattern = c.text("data.folder.pattern")
+    pattern = c.text("data.folder.pattern")
+    if kind == "folder" and pattern:  # empty: the built-in pattern
         try:
             regex = re.compile(pattern)
         except re.error as e:

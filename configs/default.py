@@ -1,47 +1,75 @@
 # charjax train --config configs/default.py --workdir runs/demo
-"""Default run: the tutorial model on the embedded synthetic set, no download needed.
+"""The whole config schema, and the default run: the tutorial model on the embedded
+synthetic set, no download needed, under 10 minutes on a 2-core CPU.
 
-Sized to finish in under 10 minutes on a 2-core CPU. Override any field on the command
-line, e.g. --config.num_epochs=2 --config.data.synthetic.num_images=6200.
+Every field charjax reads is defined here, with its meaning; the library reads fields
+directly, so a field missing from a config is an error, not a silent default. Other
+configs start from `get_config()` and change what they change. Override any field on the
+command line, e.g. --config.num_epochs=2 --config.data.synthetic.num_images=6200.
+
+This file imports only ml_collections: loading a config never imports JAX.
 """
 
 import ml_collections
-
-from charjax import augment, distributed, optim, reporting
+from ml_collections.config_dict import placeholder
 
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config.seed = 0
-    config.num_epochs = 12
-    config.batch_size = 128
-    config.eval_batch_size = 512
-    config.learning_rate = 1e-3
-    config.optimizer = optim.default_config()  # the tutorial's Adam 1e-3 ...
-    config.optimizer.schedule = "cosine"  # ... decayed to 1e-5 over the run
-    config.label_smoothing = 0.0
+    config.seed = 0  # model initialisation, dropout, augmentation draws and batch order
+    config.num_epochs = 12  # passes over the training split
+    config.batch_size = 128  # global: split over all devices, so a multiple of their count
+    config.eval_batch_size = 512  # validation/test batch (rounded up to the device count)
+    config.learning_rate = 1e-3  # peak rate of optimizer.schedule
+    config.label_smoothing = 0.0  # > 0: train on smoothed targets (metrics stay unsmoothed)
     config.ema_decay = 0.0  # > 0: evaluate an exponential moving average of the weights
     config.precision = "float32"  # or "bf16": bf16 compute, float32 master weights
-    config.log_every_steps = 100
+    config.log_every_steps = 100  # step metrics to the progress bar and TensorBoard; 0: off
     config.ensemble_members = 1  # > 1: train that many seeds into WORKDIR/member-K and vote
     config.keep_best = 2  # best checkpoints kept by validation accuracy (the latest is kept too)
-    # Another run's workdir to start from its best weights (the tutorial's reload).
-    config.init_from = ""
+    config.init_from = ""  # another run's workdir: start from its best weights, fresh optimizer
 
+    # optax recipe (charjax/optim.py).
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.name = "adam"  # adam | adamw (the tutorial's Adam)
+    config.optimizer.weight_decay = 0.0  # adamw only; decoupled from the gradient
+    # constant | cosine (warm-up, then cosine decay) | onecycle
+    config.optimizer.schedule = "cosine"
+    config.optimizer.warmup_epochs = 0.0  # linear warm-up from 0 over this many epochs
+    config.optimizer.final_lr_fraction = 0.01  # cosine/onecycle end at learning_rate * this
+    config.optimizer.grad_clip_norm = 0.0  # clip the global gradient norm; 0: no clipping
+
+    # The network (charjax/models.py). `name` picks one (or the tutorial's number 1-3);
+    # each model reads only its own block below.
     config.model = ml_collections.ConfigDict()
-    config.model.name = "tutorial"
-    config.model.hidden = 128
-    config.model.dropout = 0.5
-    # "auto": oneDNN kernels on CPU where they load, else XLA's "fast" path; "flax" (plain
+    config.model.name = "tutorial"  # tutorial (1) | tutorial_bn (2) | compact_vgg (3)
+    # How the tutorial model's conv-pool blocks are computed: "auto" is oneDNN kernels on CPU
+    # where they load, else XLA's "fast" path (charjax.layers); "flax" (plain
     # nn.Conv/nn.max_pool) on GPU. Same maths and parameters in all, so checkpoints move.
     config.model.impl = "auto"
+    config.model.tutorial = ml_collections.ConfigDict()
+    config.model.tutorial.hidden = 128  # width of the dense layer before the classifier
+    config.model.tutorial.dropout = 0.5  # dropout rate after that layer
+    config.model.tutorial_bn = ml_collections.ConfigDict()
+    config.model.tutorial_bn.hidden = 1024  # width of the batch-normed dense layer
+    config.model.tutorial_bn.dropout = 0.5  # dropout rate after that layer
+    config.model.compact_vgg = ml_collections.ConfigDict()
+    config.model.compact_vgg.hidden = 256  # width of the batch-normed dense layer
+    config.model.compact_vgg.dropout = 0.4  # dropout rate after that layer
 
+    # Where the images come from and how they are split (charjax/datasets/).
     config.data = ml_collections.ConfigDict()
     config.data.source = "synthetic"  # or npz:PATH, folder:PATH, tfds:emnist/byclass[:SPLIT]
-    config.data.val_fraction = 0.1
-    config.data.test_fraction = 0.1
-    config.data.split_seed = 0
-    config.data.cache_dir = ""  # empty: $CHARJAX_CACHE or ~/.cache/charjax
+    # The split is stratified: each class is split by these fractions (rounded per class),
+    config.data.val_fraction = 0.1  # share of each class held out for validation
+    config.data.test_fraction = 0.1  # share of each class held out for the test
+    # or, when both are set, into exactly this many images in all, shared among the classes
+    # by size (largest remainder); the fractions are then unused.
+    config.data.val_count = placeholder(int)  # None: use val_fraction
+    config.data.test_count = placeholder(int)  # None: use test_fraction
+    config.data.split_seed = 0  # which images go to which split
+    # Where generated and decoded sets are cached; empty: $CHARJAX_CACHE or ~/.cache/charjax.
+    config.data.cache_dir = ""
     # Where a character sits in the 48x48 frame (charjax/framing.py), stored with the model so
     # predict and serve frame a user's image the same way: "line" keeps size and baseline (o is
     # smaller than O), "fit" scales the ink's box to fill the frame, as EMNIST does. It is
@@ -49,33 +77,51 @@ def get_config() -> ml_collections.ConfigDict:
     # ink); npz and tfds arrays are taken as framed already (EMNIST is "fit").
     config.data.framing = "fit"  # reads real handwriting far better (benchmarks/RESULTS.md)
     config.data.synthetic = ml_collections.ConfigDict()
-    config.data.synthetic.num_images = 62 * 1200
-    config.data.synthetic.seed = 0
+    config.data.synthetic.num_images = 62 * 1200  # source "synthetic": images, balanced
+    config.data.synthetic.seed = 0  # the generator's seed: same seed, same pixels
     # Bad files (unreadable, unlabelled, outside the charset) stop the load with one error
     # naming the file; True leaves them out and lists them in WORKDIR/skipped_files.txt.
     config.data.skip_bad = False
-    # folder:PATH — regex (re.fullmatch on the file name without extension) with a named
-    # group `label`: one character, or its code (97 or u0061). See charjax/datasets/folder.py.
     config.data.folder = ml_collections.ConfigDict()
-    # The default (folder.DEFAULT_PATTERN) takes the name's first token, after an optional
-    # "label_": A_0001.png, label_97_0001.png, u0061_0001.png.
-    config.data.folder.pattern = (
-        r"(?:label_)?(?P<label>u[0-9A-Fa-f]{4}|[0-9]{2,3}|[0-9A-Za-z])(?:[_\-. ].*)?"
-    )
-    # tfds:NAME — where TFDS keeps prepared data and downloads/manual/gzip.zip for EMNIST;
+    # folder:PATH label regex (re.fullmatch on the file name without its extension) with a
+    # named group `label`: one character, or its code (97 or u0061). Empty: the built-in
+    # pattern, the name's first token after an optional "label_" (A_0001.png,
+    # label_97_0001.png, u0061_0001.png); see charjax/datasets/folder.py.
+    config.data.folder.pattern = ""
+    # tfds:NAME: where TFDS keeps prepared data (and downloads/manual/gzip.zip for EMNIST);
     # empty: $TFDS_DATA_DIR or ~/tensorflow_datasets.
     config.data.tfds_data_dir = ""
 
-    # Fresh distortions every epoch on top of the generator's own. Broad ranges fixed a priori
-    # (the tutorial rotated by up to 15 degrees), not chosen on any real data set.
-    config.augment = augment.default_config()
-    config.augment.enabled = True
-    config.augment.max_rotation = 10.0
-    config.augment.max_shear = 10.0
-    config.augment.zoom_range = (0.9, 1.1)
-    config.augment.max_shift = 2.0
+    # Random affine (and elastic) distortion inside the train step (charjax/augment.py): fresh
+    # distortions every epoch on top of the generator's own. Broad ranges fixed a priori (the
+    # tutorial rotated by up to 15 degrees), not chosen on any real data set.
+    config.augment = ml_collections.ConfigDict()
+    config.augment.enabled = True  # distort the training images
+    config.augment.prob = 1.0  # chance that an image is distorted at all
+    config.augment.max_shift = 2.0  # pixels, uniform in [-max, max] per axis
+    config.augment.max_rotation = 10.0  # degrees, uniform in [-max, max]
+    config.augment.max_shear = 10.0  # degrees of slant, uniform in [-max, max]
+    config.augment.zoom_range = (0.9, 1.1)  # scale factor, drawn per axis
+    config.augment.elastic = False  # Simard et al. (2003) elastic distortion on top
+    config.augment.elastic_alpha = 50.0  # pixels: scale of the smoothed displacement field
+    config.augment.elastic_sigma = 6.0  # pixels: std of the Gaussian that smooths it
 
-    config.distributed = distributed.default_config()  # multi-host; empty = one process
-    # What a run writes besides checkpoints: WORKDIR/tb (TensorBoard, projector) and PNGs.
-    config.report = reporting.default_config()
+    # Multi-host runs (charjax/distributed.py); all empty means one process.
+    config.distributed = ml_collections.ConfigDict()
+    config.distributed.coordinator_address = ""  # host:port of process 0, e.g. 10.0.0.1:1234
+    config.distributed.num_processes = 0  # processes in the run (> 1 for multi-host)
+    config.distributed.process_id = -1  # this process's index, 0..num_processes-1
+    config.distributed.auto_detect = False  # let JAX read SLURM / Open MPI environments
+    config.distributed.cpu_collectives = "gloo"  # CPU-only multi-process collectives backend
+
+    # What a run writes besides checkpoints (charjax/reporting/).
+    config.report = ml_collections.ConfigDict()
+    config.report.tensorboard = True  # event files (and the projector) in WORKDIR/tb
+    config.report.plots = True  # curves.png, confusion.png and errors.png in WORKDIR
+    config.report.projector_max = 10_000  # validation images in the projector; 0: off
+    config.report.projector_every_epochs = 0  # also write it every K epochs; 0: at the end
+    config.report.sample_images = 64  # training inputs (after augmentation) in TensorBoard
+    config.report.error_images = 64  # worst test mistakes in errors.png
+    config.report.confused_pairs = 25  # pairs listed beside the confusion matrix
+    config.report.progress = "auto"  # progress bar: auto (bar on a terminal), bar, plain, off
     return config

@@ -8,7 +8,7 @@ the working directory. Split: stratified per class, validation 0.1, test 0.2, sp
 it is not comparable with results on the full EMNIST test set.
 
 Recipe: the tutorial model and its Adam 1e-3 (cosine decay), 30 epochs as the tutorial ran,
-augmentation on with the library defaults. Measured on this split (benchmarks/RESULTS.md):
+augmentation on with the ranges chosen on this split. Measured (benchmarks/RESULTS.md):
 test accuracy 0.8334 (seed 0) and 0.8371 (seed 1), against 0.8264 and 0.8248 without
 augmentation, and 0.8163 for the Keras tutorial pipeline (15 epochs); about 7 minutes on
 a quiet 2-core CPU. Quick smoke run: add --config.num_epochs=1.
@@ -18,7 +18,7 @@ import os
 
 import ml_collections
 
-from charjax import augment, config_files
+from charjax_configs import default
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EMNIST_30K = os.path.normpath(
@@ -27,13 +27,17 @@ EMNIST_30K = os.path.normpath(
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = config_files.sibling(__file__, "default.py")
+    config = default.get_config()
     config.num_epochs = 30
     config.data.source = f"npz:{EMNIST_30K}"
     config.data.framing = "fit"  # EMNIST centres each character's box in the frame
     config.data.val_fraction = 0.1
     config.data.test_fraction = 0.2
     config.data.split_seed = 0
-    config.augment = augment.default_config()  # the library's ranges, chosen on this split
+    # The milder ranges chosen on this split's validation accuracy (benchmarks/RESULTS.md).
     config.augment.enabled = True
+    config.augment.max_rotation = 8.0
+    config.augment.max_shear = 5.0
+    config.augment.zoom_range = (0.95, 1.05)
+    config.augment.max_shift = 2.0
     return config

@@ -10,10 +10,10 @@ Re-score any set of runs with: charjax eval --workdir A --workdir B ... [--vote]
 
 import ml_collections
 
-from charjax import config_files
+from charjax_configs import emnist_vgg
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = config_files.sibling(__file__, "emnist_vgg.py")
+    config = emnist_vgg.get_config()
     config.ensemble_members = 5
     return config

@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from conftest import default_config
 
 from charjax import augment
 
@@ -33,7 +34,7 @@ def _affine(n: int, rotation=0.0, shear=0.0, zoom=(1.0, 1.0), shift=(0.0, 0.0)) 
 
 
 def _config(**fields) -> ml_collections.ConfigDict:
-    cfg = augment.default_config()
+    cfg = default_config().augment
     cfg.enabled = True
     for name, value in fields.items():
         cfg[name] = value
@@ -142,7 +143,7 @@ def test_prob_zero_is_identity(elastic):
 
 def test_disabled_returns_the_same_array():
     x = jnp.asarray(_images(2))
-    assert augment.augment_batch(jax.random.key(0), x, augment.default_config()) is x
+    assert augment.augment_batch(jax.random.key(0), x, default_config().augment) is x
 
 
 @pytest.mark.parametrize("elastic", [False, True])

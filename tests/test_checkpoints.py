@@ -3,14 +3,13 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ROOT, tiny_config, tiny_overrides
+from cli import run_many
+from conftest import tiny_config, tiny_overrides
 
 from charjax import checkpoints, kernels, train
 from charjax.errors import CheckpointError
@@ -32,26 +31,20 @@ def test_best_k_retention_keeps_the_latest_too(tmp_path):
 
 def _final_state(workdir):
     mngr = checkpoints.manager(workdir, create=False)
-    config = tiny_config()
+    config = tiny_config(num_epochs=2)
     abstract = jax.eval_shape(lambda: train.create_train_state(config, jax.random.key(0)))
     state, _, history = checkpoints.restore(mngr, mngr.latest_step(), abstract)
     mngr.close()
     return state, history
 
 
-def _cli(workdir, *flags):
-    return [sys.executable, "-m", "charjax", "train", "--config", "configs/default.py",
-            "--workdir", str(workdir), *flags]
-
-
-# Child process: the tiny run, SIGKILLed by itself right after epoch 2's checkpoint write starts
-# (Orbax writes in the background, so the kill lands mid-write or just after). A fixed kill point
-# instead of a timer: a timer raced the run on fast machines and the run finished first.
-_KILLED_RUN = """
-import os, signal, sys
-sys.path.insert(0, {tests!r})
-from conftest import tiny_config
-from charjax import checkpoints, kernels, train
+# Run in the killed process before the command: SIGKILL right after epoch 2's checkpoint write
+# starts (Orbax writes in the background, so the kill lands mid-write or just after; epoch 1's
+# write has finished, Orbax waits for it). A fixed kill point instead of a timer: a timer
+# raced the run on fast machines and the run finished first.
+_KILL_AT_EPOCH_2 = """
+import os, signal
+from charjax import checkpoints
 
 write = checkpoints.save
 
@@ -61,30 +54,21 @@ def write_then_die(mngr, step, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
 
 checkpoints.save = write_then_die
-train.train_and_evaluate(tiny_config(num_epochs={epochs}), {workdir!r})
 """
 
 
-def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path):
-    epochs = 4
-    overrides = tiny_overrides(num_epochs=epochs)
-    straight = tmp_path / "straight"
-    train.train_and_evaluate(tiny_config(num_epochs=epochs), str(straight))
-
+def test_sigkill_then_resume_gives_bit_identical_weights(trained_run, tmp_path):
+    straight, _ = trained_run  # the same two epochs, uninterrupted
     killed = tmp_path / "killed"
-    script = _KILLED_RUN.format(tests=os.path.join(ROOT, "tests"), epochs=epochs,
-                                workdir=str(killed))
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
-    assert (killed / "checkpoints" / "1").exists()
-    assert not (killed / "metrics.json").exists()
-
-    resumed = subprocess.run(_cli(killed, *overrides), cwd=ROOT, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from the checkpoint of epoch" in resumed.stderr
+    train_args = ["train", "--config", "default", "--workdir", str(killed),
+                  *tiny_overrides(num_epochs=2)]
+    runs = run_many({"killed": (train_args, _KILL_AT_EPOCH_2), "resumed": train_args})
+    assert runs["killed"].returncode == -signal.SIGKILL, runs["killed"].stderr
+    assert "best epoch" not in runs["killed"].stderr  # it died before scoring the test split
+    assert runs["resumed"].returncode == 0, runs["resumed"].stderr
+    assert "resuming from the checkpoint of epoch 1" in runs["resumed"].stderr
     # with the oneDNN kernels where they load: they must be deterministic across processes
-    assert ("model kernels: oneDNN" in resumed.stderr) == kernels.available(), resumed.stderr
+    assert ("model kernels: oneDNN" in runs["resumed"].stderr) == kernels.available()
     assert not [p for p in os.listdir(killed / "checkpoints") if "tmp" in p]
 
     (a, history_a), (b, history_b) = _final_state(straight), _final_state(killed)
@@ -101,7 +85,7 @@ def test_resume_with_another_config_names_the_fields(trained_run):
     workdir, _ = trained_run
     before = sorted(os.listdir(workdir / "checkpoints"))
     config_json = (workdir / "config.json").read_text()
-    with pytest.raises(CheckpointError, match=r"learning_rate: 0.001 -> 0.5"):
+    with pytest.raises(CheckpointError, match=r"learning_rate: 0.002 -> 0.5"):
         train.train_and_evaluate(tiny_config(num_epochs=3, learning_rate=0.5), str(workdir))
     assert sorted(os.listdir(workdir / "checkpoints")) == before
     assert (workdir / "config.json").read_text() == config_json
@@ -110,7 +94,7 @@ def test_resume_with_another_config_names_the_fields(trained_run):
 def test_init_from_another_model_is_refused(trained_run, tmp_path):
     workdir, _ = trained_run
     config = tiny_config(init_from=str(workdir))
-    config.model.hidden = 64
+    config.model.tutorial.hidden = 64
     with pytest.raises(CheckpointError, match="another model"):
         train.train_and_evaluate(config, str(tmp_path / "new"))
 
@@ -152,3 +136,21 @@ def test_config_json_round_trips(trained_run):
     stored = json.loads((workdir / "config.json").read_text())
     _, config = checkpoints.load_for_inference(workdir)
     assert json.loads(config.to_json()) == stored
+
+
+def test_a_stored_config_of_an_older_run_is_upgraded_to_the_schema():
+    stored = train.resolved_config(tiny_config())
+    old_model = {"name": "compact_vgg", "hidden": 64, "dropout": 0.3, "impl": "fast"}
+    stored["model"] = old_model  # model settings before per-model blocks
+    stored["data"]["synthetic"]["framing"] = stored["data"].pop("framing")  # before data.framing
+    stored["data"]["synthetic"]["framing"] = "fit"
+    del stored["data"]["val_count"], stored["data"]["test_count"]  # fields added since
+    config = checkpoints.upgrade_config(stored)
+    assert config.model.name == "compact_vgg" and config.model.impl == "fast"
+    assert config.model.tutorial.hidden == 64  # hidden was read by the tutorial model only
+    assert config.model.compact_vgg.hidden == 256 and config.model.compact_vgg.dropout == 0.3
+    assert config.data.framing == "fit" and "framing" not in config.data.synthetic
+    assert config.data.val_count is None and config.data.test_count is None
+    assert config.learning_rate == stored["learning_rate"]
+    state = jax.eval_shape(lambda: train.create_train_state(config, jax.random.key(0)))
+    assert state.params["top"]["hidden"]["kernel"].shape[-1] == 256

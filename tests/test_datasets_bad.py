@@ -15,6 +15,7 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import data_config
 from PIL import Image
 from test_datasets_folder import glyph, save
 
@@ -181,8 +182,8 @@ def test_one_class_loads_but_training_refuses_it(tmp_path, caplog):
     with pytest.raises(DataError, match="at least 2"):
         datasets.require_classes(ds, f"folder:{root}")
     with pytest.raises(DataError, match="at least 2"):
-        datasets.load_for_training({"source": f"folder:{root}",
-                                    "cache_dir": str(tmp_path / "c")}, tmp_path / "w")
+        datasets.load_for_training(
+            data_config(source=f"folder:{root}", cache_dir=str(tmp_path / "c")), tmp_path / "w")
 
 
 def test_load_for_training_writes_the_skipped_list(tmp_path):
@@ -190,7 +191,7 @@ def test_load_for_training_writes_the_skipped_list(tmp_path):
     good_folder(root)
     _write(root / "A_0002.png", b"")
     _write(root / "notes.txt", b"x")
-    cfg = {"source": f"folder:{root}", "skip_bad": True, "cache_dir": str(tmp_path / "c")}
+    cfg = data_config(source=f"folder:{root}", skip_bad=True, cache_dir=str(tmp_path / "c"))
     ds = datasets.load_for_training(cfg, tmp_path / "w")
     assert len(ds) == 4
     lines = (tmp_path / "w" / skipped.SKIPPED_FILE).read_text().splitlines()
@@ -233,9 +234,9 @@ def test_a_jpeg_named_png_is_fine(tmp_path):
 def test_bad_npz_and_bad_tfds_names_are_data_errors(tmp_path):
     np.savez(tmp_path / "x.npz", pictures=np.zeros((2, 28, 28), np.uint8))
     with pytest.raises(DataError, match="missing key"):
-        datasets.load(f"npz:{tmp_path / 'x.npz'}")
+        datasets.load(f"npz:{tmp_path / 'x.npz'}", data_config())
     with pytest.raises(DataError, match="unknown TFDS dataset 'emnist/byfoo'"):
-        datasets.load("tfds:emnist/byfoo")
+        datasets.load("tfds:emnist/byfoo", data_config())
     with pytest.raises(DataError, match="unknown dataset spec"):
-        datasets.load("folderz:/x")
+        datasets.load("folderz:/x", data_config())
     assert charset.NUM_CLASSES == 62

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import data_config
 from PIL import Image
 
 from charjax import charset, datasets
@@ -163,20 +164,23 @@ def test_parallel_decoding_stops_on_a_bad_file(tmp_path):
 
 def test_spec_dispatch_and_config_options(tmp_path):
     make_names_folder(tmp_path / "d")
-    cfg = {"folder": {"pattern": folder.DEFAULT_PATTERN}, "skip_bad": False,
-           "cache_dir": str(tmp_path / "c")}
+    cfg = data_config(cache_dir=str(tmp_path / "c"))
     ds = datasets.load(f"folder:{tmp_path / 'd'}", cfg)
     assert len(ds) == 12
     with pytest.raises(DataError, match="no such folder"):
         datasets.load(f"folder:{tmp_path / 'missing'}", cfg)
 
 
-def test_default_config_pattern_is_the_module_default():
-    from configs import default
-
-    config = default.get_config()
-    assert config.data.folder.pattern == folder.DEFAULT_PATTERN
-    assert config.data.skip_bad is False and config.data.tfds_data_dir == ""
+def test_a_configured_pattern_replaces_the_built_in_one(tmp_path):
+    root = tmp_path / "d"
+    root.mkdir()
+    for i, char in enumerate("ab"):
+        Image.fromarray(np.full((48, 48), 255 * i, np.uint8)).save(root / f"x{char}.png")
+    with pytest.raises(DataError, match="does not start with a label"):
+        datasets.load(f"folder:{root}", data_config(cache_dir=str(tmp_path / "c")))
+    ds = datasets.load(f"folder:{root}", data_config(cache_dir=str(tmp_path / "c"),
+                                                     **{"folder.pattern": "x(?P<label>.)"}))
+    assert sorted(ds.labels.tolist()) == [36, 37]
 
 
 def test_a_mixed_layout_is_refused_naming_the_files_that_disagree(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import data_config
 
 from charjax import charset, datasets
 from charjax.errors import DataError
@@ -19,7 +20,7 @@ def test_loads_resizes_and_maps_classes_by_character(tmp_path):
     images = np.zeros((3, 28, 28), np.uint8)
     images[:, 10:18, 12:16] = 255
     spec = _npz(tmp_path, images=images, labels=np.array([0, 1, 2], np.uint8), classes="abZ")
-    ds = datasets.load(spec)
+    ds = datasets.load(spec, data_config())
     assert ds.images.shape == (3, 48, 48, 1) and ds.images.dtype == np.uint8
     assert [charset.CLASSES[i] for i in ds.labels] == ["a", "b", "Z"]
     assert ds.images[:, 24, 24, 0].min() > 200
@@ -53,16 +54,16 @@ def test_malformed_npz_is_one_data_error(tmp_path, case):
     arrays, fragment = BAD[case]
     spec = _npz(tmp_path, **arrays)
     with pytest.raises(DataError) as error:
-        datasets.load(spec)
+        datasets.load(spec, data_config())
     assert fragment in str(error.value) and str(tmp_path / "data.npz") in str(error.value)
 
 
 def test_not_an_npz_and_pickled_objects(tmp_path):
     (tmp_path / "fake.npz").write_text("hello")
     with pytest.raises(DataError, match="is a text file .*'hello'.*np.savez"):
-        datasets.load(f"npz:{tmp_path / 'fake.npz'}")
+        datasets.load(f"npz:{tmp_path / 'fake.npz'}", data_config())
     np.savez(tmp_path / "obj.npz", images=np.array([object()]), labels=np.zeros(1, int))
     with pytest.raises(DataError, match="not a readable .npz"):
-        datasets.load(f"npz:{tmp_path / 'obj.npz'}")
+        datasets.load(f"npz:{tmp_path / 'obj.npz'}", data_config())
     with pytest.raises(DataError, match="no such file"):
-        datasets.load(f"npz:{tmp_path / 'missing.npz'}")
+        datasets.load(f"npz:{tmp_path / 'missing.npz'}", data_config())

@@ -12,6 +12,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import data_config
 
 from charjax import charset, datasets
 from charjax.datasets import tfds_emnist
@@ -76,7 +77,7 @@ def emnist_dir(tmp_path_factory):
 
 
 def _load(spec, data_dir):
-    return datasets.load(spec, {"tfds_data_dir": str(data_dir)})
+    return datasets.load(spec, data_config(tfds_data_dir=str(data_dir)))
 
 
 def _by_dot_row(ds) -> dict[int, int]:
@@ -170,8 +171,8 @@ def test_unknown_name_and_bad_split(emnist_dir):
 def test_synthetic_through_tfds_matches_the_generator(tmp_path):
     from charjax.datasets import synthetic
 
-    cfg = {"tfds_data_dir": str(tmp_path), "framing": "fit",
-           "synthetic": {"num_images": 124, "seed": 3}}
+    cfg = data_config(tfds_data_dir=str(tmp_path), framing="fit",
+                      **{"synthetic.num_images": 124, "synthetic.seed": 3})
     ds = datasets.load("tfds:synthetic", cfg)
     ref = synthetic.generate(124, 3, "fit")
 

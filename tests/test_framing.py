@@ -5,10 +5,10 @@ import os
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, data_config
 from PIL import Image
 
-from charjax import charset, framing, imageio
+from charjax import charset, checkpoints, framing, imageio
 from charjax.datasets import synthetic
 
 _spec = importlib.util.spec_from_file_location(
@@ -116,9 +116,11 @@ def test_bad_arrays_are_refused_by_name():
 
 
 def test_framing_is_read_from_a_run_config():
-    assert framing.of_config({"framing": "fit"}) == "fit"
-    assert framing.of_config({"synthetic": {"framing": "fit"}}) == "fit"  # older runs
-    assert framing.of_config({}) == "line"
+    # older runs kept it in data.synthetic; their stored config is upgraded on restore
+    stored = {"data": {"synthetic": {"num_images": 124, "seed": 0, "framing": "fit"}}}
+    assert checkpoints.upgrade_config(stored).data.framing == "fit"
+    assert checkpoints.upgrade_config({"data": {"framing": "fit"}}).data.framing == "fit"
+    assert checkpoints.upgrade_config({}).data.framing == "line"
 
 
 def test_folder_images_are_framed_per_the_config(tmp_path):
@@ -128,8 +130,8 @@ def test_folder_images_are_framed_per_the_config(tmp_path):
     for i in range(2):
         Image.fromarray(small).save(tmp_path / f"H_{i}.png")
     cache = tmp_path / "cache"
-    line = datasets.load(f"folder:{tmp_path}", {"framing": "line", "cache_dir": str(cache)})
-    fit = datasets.load(f"folder:{tmp_path}", {"framing": "fit", "cache_dir": str(cache)})
+    line = datasets.load(f"folder:{tmp_path}", data_config(framing="line", cache_dir=str(cache)))
+    fit = datasets.load(f"folder:{tmp_path}", data_config(framing="fit", cache_dir=str(cache)))
     assert max(_ink_box(line.images[0])[:2]) < 20  # whole image: the H stays small
     assert abs(max(_ink_box(fit.images[0])[:2]) - framing.FIT_BOX) <= 2  # cropped to the ink
     want = framing.prepare(small, "fit", redraw_strokes=False).pixels

@@ -6,17 +6,16 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
+from conftest import default_config
 
 from charjax import layers, models
 
 
 def _model(impl: str, precision: str = "float32") -> nn.Module:
-    return models.create_model(ml_collections.ConfigDict({"name": "tutorial", "impl": impl}),
-                               precision)
+    return models.create_model(default_config(**{"model.impl": impl}).model, precision)
 
 
 def _images(batch: int = 6, seed: int = 0) -> jnp.ndarray:

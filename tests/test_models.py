@@ -1,7 +1,7 @@
 import jax
 import jax.numpy as jnp
-import ml_collections
 import pytest
+from conftest import default_config
 
 from charjax import models
 
@@ -11,7 +11,12 @@ def _count(params) -> int:
 
 
 def _config(name="tutorial", **kw):
-    return ml_collections.ConfigDict({"name": name, "hidden": 128, "dropout": 0.5, **kw})
+    """The default config's model block naming `name`, with `kw` set on its own block."""
+    model = default_config().model
+    model.name = name
+    for key, value in kw.items():
+        model[models.canonical_name(name)][key] = value
+    return model
 
 
 @pytest.mark.parametrize("name", ["tutorial", "1"])
@@ -57,16 +62,15 @@ def test_batch_norm_models(name, expected):
 
 
 def test_batch_norm_statistics_train_and_checkpoint(tmp_path):
-    from conftest import tiny_config
+    from conftest import jitted_train_step, tiny_config
 
     from charjax import checkpoints, train
 
-    config = tiny_config()
-    config.model.name = "tutorial_bn"
+    config = tiny_config(**{"model.name": "tutorial_bn", "model.tutorial_bn.hidden": 16})
     state = train.create_train_state(config, jax.random.key(0))
     batch = {"image": jnp.full((8, 48, 48, 1), 200, jnp.uint8).at[:, :10].set(0),
              "label": jnp.arange(8, dtype=jnp.int32)}
-    new, _ = train.train_step(state, batch, jax.random.key(1))
+    new, _ = jitted_train_step(state, batch, jax.random.key(1))
     before = jax.tree_util.tree_leaves(state.batch_stats)
     after = jax.tree_util.tree_leaves(new.batch_stats)
     assert any(not jnp.array_equal(a, b) for a, b in zip(before, after, strict=True))

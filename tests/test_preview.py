@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import default_config
 from PIL import Image
 
-from charjax import augment, charset, preview
+from charjax import charset, preview
 from charjax.datasets.base import Dataset
 
 
@@ -50,7 +51,7 @@ def test_preview_dataset_with_augmentation_writes_a_changed_grid(tmp_path):
     ds = _dataset(8)
     plain, warped = tmp_path / "plain.png", tmp_path / "aug.png"
     preview.preview_dataset(ds, str(plain), n=8)
-    preview.preview_dataset(ds, str(warped), n=8, augment_cfg=augment.default_config())
+    preview.preview_dataset(ds, str(warped), n=8, augment_cfg=default_config().augment)
     a, b = np.asarray(Image.open(plain)), np.asarray(Image.open(warped))
     assert a.shape == b.shape
     assert (a != b).any()

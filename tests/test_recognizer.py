@@ -32,7 +32,7 @@ def _glyph(rec, index=0):
 def test_load_exposes_classes_config_and_framing(rec, trained_run):
     assert rec.classes == tuple(charset.CLASSES)
     assert rec.config.model.name == "tutorial"
-    assert rec.framing == framing.of_config(rec.config.data)
+    assert rec.framing == rec.config.data.framing
     assert rec.info()["test_accuracy"] == pytest.approx(trained_run[1]["test_accuracy"])
 
 

@@ -13,28 +13,25 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import optax
 import pytest
+import tbevents
+from conftest import default_config
 from PIL import Image
 
-from charjax import charset, models, preview, reporting, train
+from charjax import charset, preview, reporting
 from charjax.reporting import plots, projector
 from charjax.reporting import tensorboard as tb
+from charjax.state import create_train_state
 
 HIDDEN = 16  # the tiny model's feature width, so the projector's columns are checkable
 N_VAL, N_TEST, PROJECTOR_MAX = 130, 120, 100
 
 
 def _config(**report):
-    config = ml_collections.ConfigDict(
-        {"num_epochs": 3, "eval_batch_size": 64, "learning_rate": 1e-3,
-         "model": {"name": "tutorial", "hidden": HIDDEN}, "augment": {"zoom_range": (0.9, 1.1)}}
-    )
-    config.report = reporting.default_config()
-    config.report.projector_max = PROJECTOR_MAX
+    config = default_config(num_epochs=3, eval_batch_size=64, **{
+        "model.tutorial.hidden": HIDDEN, "augment.zoom_range": (0.9, 1.1),
+        "report.projector_max": PROJECTOR_MAX})
     for key, value in report.items():
         config.report[key] = value
     return config
@@ -55,10 +52,7 @@ def _history(epochs=3):
 
 @pytest.fixture(scope="module")
 def state():
-    model = models.TutorialCNN(hidden=HIDDEN)
-    variables = model.init({"params": jax.random.key(0)}, jnp.zeros((1, 48, 48, 1)))
-    return train.TrainState.create(apply_fn=model.apply, params=variables["params"],
-                                   tx=optax.adam(1e-3))
+    return create_train_state(_config(), jax.random.key(0))
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +70,16 @@ def run(state, tmp_path_factory):
             if step % 10 == 0:
                 reporter.epoch(step // 10, history[step // 10 - 1], step=step,
                                learning_rate=1e-3, images_per_s=1234.5, state=state)
-        written = reporter.finish(history, state, *test, step=30,
-                                  summary={"test_accuracy": 0.42, "test_loss": 3.2})
+        probabilities = np.random.default_rng(9).dirichlet(np.ones(62), N_TEST)
+        written = reporter.finish(history, 3, state, *test, probabilities, step=30,
+                                  summary={"test_accuracy": 0.42, "test_loss": 3.2,
+                                           "best_val_accuracy": 0.45})
     return workdir, written, val, test
 
 
 def test_epoch_and_step_scalars_are_in_the_event_files(run):
     workdir, *_ = run
-    scalars = tb.read_scalars(os.path.join(workdir, "tb"))
+    scalars = tbevents.read_scalars(os.path.join(workdir, "tb"))
     history = _history()
     for tag, key in [("train/loss", "train_loss"), ("train/accuracy", "train_accuracy"),
                      ("val/loss", "val_loss"), ("val/accuracy", "val_accuracy")]:
@@ -100,12 +96,12 @@ def test_epoch_and_step_scalars_are_in_the_event_files(run):
 
 def test_config_text_and_the_input_grid_are_logged(run):
     workdir, *_ = run
-    tags = tb.summary_tags(os.path.join(workdir, "tb"))
+    tags = tbevents.summary_tags(os.path.join(workdir, "tb"))
     assert {"config/text_summary", "inputs/augmented"} <= tags
     images = [
         value.image
-        for path in tb.event_files(os.path.join(workdir, "tb"))
-        for event in tb.read_events(path) if event.HasField("summary")
+        for path in tbevents.event_files(os.path.join(workdir, "tb"))
+        for event in tbevents.read_events(path) if event.HasField("summary")
         for value in event.summary.value if value.tag == "inputs/augmented"
     ]
     grid = Image.open(io.BytesIO(images[0].encoded_image_string))
@@ -115,10 +111,10 @@ def test_config_text_and_the_input_grid_are_logged(run):
 
 def test_hparams_hold_the_final_numbers(run):
     workdir, *_ = run
-    scalars = tb.read_scalars(os.path.join(workdir, "tb", "hparams"))
+    scalars = tbevents.read_scalars(os.path.join(workdir, "tb", "hparams"))
     assert scalars["hparam/test_accuracy"] == [(30, pytest.approx(0.42))]
     assert scalars["hparam/best_val_accuracy"] == [(30, pytest.approx(0.45))]
-    assert "_hparams_/session_start_info" in tb.summary_tags(
+    assert "_hparams_/session_start_info" in tbevents.summary_tags(
         os.path.join(workdir, "tb", "hparams"))
 
 
@@ -197,7 +193,6 @@ def test_most_confused_pairs_and_worst_errors():
 def test_console_lines_and_progress_have_no_control_characters(tmp_path, monkeypatch):
     stderr = io.StringIO()  # what a CI log captures: not a terminal
     monkeypatch.setattr(sys, "stderr", stderr)
-    monkeypatch.delenv("CHARJAX_PROGRESS", raising=False)
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     logger = logging.getLogger("charjax")
@@ -207,21 +202,25 @@ def test_console_lines_and_progress_have_no_control_characters(tmp_path, monkeyp
     try:
         reporter = reporting.Reporter(str(tmp_path), _config(tensorboard=False, plots=False))
         reporter.start()
-        with reporter.progress(3, "epoch 1") as bar:
-            assert bar.mode == "plain"
-            bar.interval = 0.0
+        with reporter.progress(3, "epoch 1", interval=0.0) as bar:
             for _ in range(3):
-                bar.update(1, loss=1.0)
-        reporter.epoch(1, _history()[0], step=10, images_per_s=999.0)
+                bar.set_postfix(loss=1.0, refresh=False)
+                bar.update(1)
+        with reporter.progress(3, "quiet") as bar:  # shorter than the interval: no line
+            bar.update(3)
+        reporter.epoch(1, _history()[0], step=10, images_per_s=999.0, best=True)
+        reporter.epoch(2, _history()[1], step=20, best=False)
         reporter.close()
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
     text = stream.getvalue() + stderr.getvalue()
-    assert "epoch 1: 3/3 (100%)" in text
+    assert "epoch 1: 3/3 (100%)" in text and "loss=1" in text and "quiet" not in text
     line = next(line for line in text.splitlines() if line.startswith("epoch 1/3:"))
     assert "train loss 4.0000 acc 0.2000 | val loss 4.5000 acc 0.1500 *" in line
     assert "1.5 s, 999 img/s" in line and "ETA" in line
+    line = next(line for line in text.splitlines() if line.startswith("epoch 2/3:"))
+    assert "acc 0.3000 |" in line and "*" not in line  # the trainer said: not the best
     assert "\r" not in text and "\x1b" not in text
     assert os.listdir(tmp_path) == []  # tensorboard and plots off: nothing written
 
@@ -233,10 +232,10 @@ def test_resumed_run_hides_what_the_interrupted_one_logged_after_its_checkpoint(
         first.epoch(epoch, record, step=10 * epoch)
     first.close()
     resumed = reporting.Reporter(str(tmp_path), _config())
-    resumed.start(step=20, history=_history(2))  # ... but its checkpoint is of epoch 2
+    resumed.start(step=20)  # ... but its checkpoint is of epoch 2
     resumed.epoch(3, {**_history()[2], "val_accuracy": 0.99}, step=30)
     resumed.close()
-    points = tb.read_scalars(os.path.join(tmp_path, "tb"))["val/accuracy"]
+    points = tbevents.read_scalars(os.path.join(tmp_path, "tb"))["val/accuracy"]
     assert points == [(10, pytest.approx(0.15)), (20, pytest.approx(0.3)),
                       (30, pytest.approx(0.99))]
 
@@ -247,17 +246,13 @@ def test_only_the_first_host_writes(tmp_path, monkeypatch, state):
     reporter.start(validation=_images(5, 0))
     reporter.step(1, {"loss": 1.0})
     reporter.epoch(1, _history()[0], step=1, state=state)
-    assert reporter.finish(_history(1), state, *_images(5, 1)) == {}
+    assert reporter.finish(_history(1), 1, state, *_images(5, 1), np.ones((5, 62)) / 62) == {}
     reporter.close()
     assert not reporter.enabled and os.listdir(tmp_path) == []
     assert reporting.Reporter(str(tmp_path), _config(), enabled=False).enabled is False
 
 
-def test_settings_and_hparams_flattening():
-    partial = ml_collections.ConfigDict({"report": {"plots": False}})
-    merged = reporting.settings(partial)
-    assert merged.plots is False and merged.projector_max == 10_000
-    assert reporting.settings(ml_collections.ConfigDict()).tensorboard is True
+def test_hparams_flattening():
     flat = tb.flatten_hparams(_config())
     assert flat["augment.zoom_range"] == "[0.9, 1.1]" and flat["report.plots"] is True
     assert flat["num_epochs"] == 3
@@ -267,22 +262,19 @@ def test_corrupt_event_file_is_reported(tmp_path):
     writer = tb.open_writer(str(tmp_path))
     writer.add_scalar("a", 1.0, 1)
     writer.close()
-    (path,) = tb.event_files(str(tmp_path))
+    (path,) = tbevents.event_files(str(tmp_path))
     data = bytearray(open(path, "rb").read())
     data[-6] ^= 0xFF  # a byte inside the last record's payload
     open(path, "wb").write(bytes(data))
     with pytest.raises(ValueError, match="CRC"):
-        tb.read_scalars(str(tmp_path))
+        tbevents.read_scalars(str(tmp_path))
 
 
 def test_model_inputs_normalise_and_augment():
     images, _ = _images(4, 5)
     plain = reporting.model_inputs(images, None, jax.random.key(0))
     np.testing.assert_allclose(plain, images / 255.0, rtol=1e-6)
-    from charjax import augment
-
-    cfg = augment.default_config()
-    cfg.enabled = True
+    cfg = default_config(**{"augment.enabled": True}).augment
     warped = reporting.model_inputs(images, cfg, jax.random.key(0))
     assert warped.shape == images.shape and warped.dtype == np.float32
     assert not np.allclose(warped, plain)
@@ -296,7 +288,7 @@ import sys
 from charjax import reporting
 from charjax.reporting import plots
 assert "matplotlib" not in sys.modules
-plots.curves({_history()!r}, {str(tmp_path / "c.png")!r})
+plots.curves({_history()!r}, 2, {str(tmp_path / "c.png")!r})
 assert "matplotlib" in sys.modules and "matplotlib.pyplot" not in sys.modules
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

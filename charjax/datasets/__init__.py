@@ -18,6 +18,7 @@ import logging
 import os
 from typing import Any
 
+import ml_collections
 import numpy as np
 
 from charjax import charset, framing
@@ -36,34 +37,21 @@ SOURCES = ("synthetic", "npz:PATH", "folder:PATH", "tfds:NAME[:SPLIT]")
 _log = logging.getLogger("charjax.datasets")
 
 
-def _option(data_config: Any, dotted: str, default: Any) -> Any:
-    """A data_config field, or `default` when the config (or an old run's config) lacks it."""
-    node = data_config
-    for part in dotted.split("."):
-        if node is None:
-            return default
-        try:
-            node = node[part]
-        except (KeyError, AttributeError, TypeError):
-            return default
-    return default if node is None else node
+def _synthetic_args(data_config: ml_collections.ConfigDict) -> dict[str, Any]:
+    synthetic = data_config.synthetic
+    return {"num_images": synthetic.num_images, "seed": synthetic.seed,
+            "framing": framing.check_framing(data_config.framing)}
 
 
-def _synthetic_args(data_config: Any) -> dict[str, Any]:
-    return {
-        "num_images": _option(data_config, "synthetic.num_images", 62 * 200),
-        "seed": _option(data_config, "synthetic.seed", 0),
-        "framing": framing.of_config(data_config),
-    }
-
-
-def load_with_skipped(spec: str, data_config: Any = None) -> tuple[Dataset, list[Skipped]]:
+def load_with_skipped(
+    spec: str, data_config: ml_collections.ConfigDict
+) -> tuple[Dataset, list[Skipped]]:
     """Loads the dataset named by `spec`, and every file it left out (with kind and reason).
 
-    `data_config` is config.data (a ConfigDict or dict; missing fields take defaults).
+    `data_config` is config.data: how to generate, read and cache the source.
     """
     kind, _, arg = spec.partition(":")
-    cache_dir = _option(data_config, "cache_dir", "") or None
+    cache_dir = data_config.cache_dir or None
     if kind == "synthetic" and not arg:
         from charjax.datasets import synthetic
 
@@ -77,23 +65,23 @@ def load_with_skipped(spec: str, data_config: Any = None) -> tuple[Dataset, list
 
         return folder.load(
             arg,
-            pattern=_option(data_config, "folder.pattern", folder.DEFAULT_PATTERN),
-            skip_bad=bool(_option(data_config, "skip_bad", False)),
+            pattern=data_config.folder.pattern or folder.DEFAULT_PATTERN,
+            skip_bad=data_config.skip_bad,
             cache_dir=cache_dir,
-            framing=framing.of_config(data_config),
+            framing=framing.check_framing(data_config.framing),
         )
     if kind == "tfds" and arg:
         from charjax.datasets import tfds_source
 
         name, _, split = arg.partition(":")
         return tfds_source.load(
-            name, split or None, data_dir=_option(data_config, "tfds_data_dir", "") or None,
+            name, split or None, data_dir=data_config.tfds_data_dir or None,
             synthetic_args=_synthetic_args(data_config),
         ), []
     raise DataError(f"unknown dataset spec {spec!r}; use one of: {', '.join(SOURCES)}")
 
 
-def load(spec: str, data_config: Any = None) -> Dataset:
+def load(spec: str, data_config: ml_collections.ConfigDict) -> Dataset:
     """The dataset named by `spec`; files left out are logged (see `load_with_skipped`)."""
     return load_with_skipped(spec, data_config)[0]
 
@@ -114,10 +102,12 @@ def write_skipped(skipped: list[Skipped], workdir: str | os.PathLike) -> str | N
     return skipped_lib.write(skipped, workdir)
 
 
-def load_for_training(data_config: Any, workdir: str | os.PathLike) -> Dataset:
+def load_for_training(
+    data_config: ml_collections.ConfigDict, workdir: str | os.PathLike
+) -> Dataset:
     """What the trainer calls: load config.data.source, record what was left out in
     WORKDIR/skipped_files.txt, and refuse data a classifier cannot learn from (< 2 classes)."""
-    spec = _option(data_config, "source", "synthetic")
+    spec = data_config.source
     dataset, skipped = load_with_skipped(spec, data_config)
     where = write_skipped(skipped, workdir)
     if where:

@@ -59,14 +59,13 @@ import multiprocessing
 import os
 import re
 import stat
-import tempfile
 import time
 from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 
-from charjax import charset, imageio
+from charjax import charset, files, imageio
 from charjax.datasets.base import Dataset
 from charjax.datasets.skipped import Skipped, summarize
 from charjax.errors import DataError
@@ -494,11 +493,6 @@ def _warn_classes(root: str, dataset: Dataset) -> None:
 # ----------------------------------------------------------------------------- cache
 
 
-def default_cache_dir() -> str:
-    return os.environ.get("CHARJAX_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "charjax")
-
-
 def _cache_key(scan: _Scan, pattern: str) -> str:
     h = hashlib.sha256()
     h.update(f"v{CACHE_VERSION} d{imageio.DECODER_VERSION} {charset.IMAGE_SIZE} "
@@ -511,7 +505,7 @@ def _cache_key(scan: _Scan, pattern: str) -> str:
 
 
 def _cache_path(root: str, key: str, cache_dir: str | os.PathLike | None) -> str:
-    where = os.path.expanduser(os.fspath(cache_dir)) if cache_dir else default_cache_dir()
+    where = files.cache_dir(cache_dir)
     tag = hashlib.sha256(os.path.realpath(root).encode("utf-8", "surrogateescape")).hexdigest()
     return os.path.join(where, "folders", f"{tag[:12]}-{key}.npz")
 
@@ -536,25 +530,18 @@ def _read_cache(path: str, root: str) -> tuple[Dataset, list[Skipped]] | None:
 def _write_cache(path: str, root: str, dataset: Dataset, skipped: list[Skipped]) -> None:
     """Atomic (temp file + rename); older caches of the same folder are removed."""
     directory = os.path.dirname(path)
+    rel = [os.path.relpath(s.path, root) for s in skipped]
     try:
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+        with files.atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, images=dataset.images, labels=dataset.labels,
+                     skipped_rel=np.array(rel, dtype=str),
+                     skipped_kind=np.array([s.kind for s in skipped], dtype=str),
+                     skipped_reason=np.array([s.reason for s in skipped], dtype=str))
     except OSError as e:
         _log.warning("cannot write the folder cache in %s (%s); the next load decodes again",
                      directory, e)
         return
-    rel = [os.path.relpath(s.path, root) for s in skipped]
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, images=dataset.images, labels=dataset.labels,
-                     skipped_rel=np.array(rel, dtype=str),
-                     skipped_kind=np.array([s.kind for s in skipped], dtype=str),
-                     skipped_reason=np.array([s.reason for s in skipped], dtype=str))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     prefix = os.path.basename(path).split("-", 1)[0] + "-"
     for name in os.listdir(directory):
         if name.startswith(prefix) and name != os.path.basename(path):

@@ -6,6 +6,8 @@ import logging
 import os
 from typing import NamedTuple
 
+from charjax import files
+
 SKIPPED_FILE = "skipped_files.txt"
 # What happened to a file: `bad` ones stop a load unless data.skip_bad is set; `duplicate`
 # copies and `ignored` non-image files are always left out, with a warning.
@@ -39,8 +41,6 @@ def write(skipped: list[Skipped], workdir: str | os.PathLike) -> str | None:
         return None
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(os.fspath(workdir), SKIPPED_FILE)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("# kind\tpath\treason\n")
-        for s in skipped:
-            f.write(f"{s.kind}\t{s.path}\t{s.reason}\n")
+    lines = ["# kind\tpath\treason"] + [f"{s.kind}\t{s.path}\t{s.reason}" for s in skipped]
+    files.write_text(path, "\n".join(lines) + "\n")
     return path

@@ -32,14 +32,13 @@ import functools
 import logging
 import os
 import pathlib
-import tempfile
 import time
 import zipfile
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from charjax import charset
+from charjax import charset, files
 from charjax import framing as framing_geometry
 from charjax.datasets.base import Dataset
 from charjax.datasets.hand_glyphs import HAND_GLYPHS
@@ -177,10 +176,8 @@ def cache_path(
     num_images: int, seed: int, framing: str, cache_dir: str | os.PathLike | None = None
 ) -> pathlib.Path:
     """Where load() keeps a set; the name holds everything the pixels depend on."""
-    if cache_dir is None:
-        cache_dir = os.environ.get("CHARJAX_CACHE") or pathlib.Path.home() / ".cache" / "charjax"
     name = f"synthetic-v{GENERATOR_VERSION}-{framing}-n{num_images}-{_SIZE}px-seed{seed}.npz"
-    return pathlib.Path(cache_dir).expanduser() / name
+    return files.cache_dir(cache_dir) / name
 
 
 def _check_args(num_images: int, seed: int, framing: str) -> None:
@@ -214,17 +211,10 @@ def _read_cache(path: pathlib.Path, num_images: int) -> Dataset | None:
 
 
 def _write_cache(path: pathlib.Path, dataset: Dataset) -> None:
-    """Writes to a temporary file and renames it, so an interrupted run leaves no partial file."""
+    """Atomic, so an interrupted run leaves no partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, images=dataset.images, labels=dataset.labels, classes=dataset.classes)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is for every user of the folder
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    with files.atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, images=dataset.images, labels=dataset.labels, classes=dataset.classes)
 
 
 def _balanced_labels(num_images: int, seed: int) -> np.ndarray:

@@ -38,13 +38,13 @@ def load(
 ) -> Dataset:
     """Prepares `name` if needed (once) and reads `split` (default: every split) into memory.
 
-    `synthetic_args`: num_images, seed, framing for `synthetic` (defaults as in synthetic.load).
+    `synthetic_args`: num_images, seed and framing of `synthetic` (config.data.synthetic).
     """
     if name not in KNOWN:
         raise DataError(f"unknown TFDS dataset {name!r}; charjax knows: {', '.join(KNOWN)} "
                         "(for anything else, export it to a folder or an .npz)")
     data_dir = os.path.abspath(os.path.expanduser(data_dir or default_data_dir()))
-    builder = _builder(name, data_dir, synthetic_args or {})
+    builder = _builder(name, data_dir, synthetic_args)
     split = split or "+".join(sorted(builder.info.splits))
     try:
         source = builder.as_data_source(split=split)
@@ -58,7 +58,7 @@ def load(
     return Dataset(resize_images(images[..., 0]), labels)
 
 
-def _builder(name: str, data_dir: str, synthetic_args: dict[str, Any]):
+def _builder(name: str, data_dir: str, synthetic_args: dict[str, Any] | None):
     if name.startswith("emnist/"):
         from charjax.datasets import tfds_emnist
 
@@ -69,10 +69,11 @@ def _builder(name: str, data_dir: str, synthetic_args: dict[str, Any]):
         return builder
     from charjax.datasets import tfds_synthetic
 
-    num_images = synthetic_args.get("num_images", 62 * 200)
-    seed, framing = synthetic_args.get("seed", 0), synthetic_args.get("framing", "line")
+    if synthetic_args is None:
+        raise DataError("tfds:synthetic needs its size, seed and framing (config.data.synthetic)")
+    num_images = synthetic_args["num_images"]
     builder = tfds_synthetic.CharjaxSynthetic(
-        config=tfds_synthetic.make_config(num_images, seed, framing),
+        config=tfds_synthetic.make_config(**synthetic_args),
         data_dir=data_dir, file_format="array_record",
     )
     if not builder.is_prepared():

@@ -18,11 +18,11 @@ from charjax import charset
 from charjax.datasets import synthetic
 
 
-@dataclasses.dataclass(eq=False)
+@dataclasses.dataclass(eq=False, kw_only=True)
 class SyntheticConfig(tfds.core.BuilderConfig):
-    num_images: int = 62 * 200
-    seed: int = 0
-    framing: str = "line"
+    num_images: int
+    seed: int
+    framing: str
 
 
 def make_config(num_images: int, seed: int, framing: str) -> SyntheticConfig:

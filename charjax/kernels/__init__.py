@@ -28,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 
+from charjax import files
+
 log = logging.getLogger(__name__)
 
 SOURCE = pathlib.Path(__file__).with_name("onednn_conv.cc")
@@ -61,8 +63,7 @@ def _onednn_prefix() -> pathlib.Path | None:
 
 
 def cache_dir() -> pathlib.Path:
-    root = os.environ.get("CHARJAX_CACHE") or pathlib.Path.home() / ".cache" / "charjax"
-    return pathlib.Path(root) / "kernels"
+    return files.cache_dir() / "kernels"
 
 
 def _build(prefix: pathlib.Path, compiler: str) -> pathlib.Path:

@@ -34,17 +34,9 @@ def _figure(size: tuple[int, int]) -> Figure:
     return fig
 
 
-def best_epoch(history: Sequence[Mapping[str, float]]) -> int | None:
-    """The epoch with the highest validation accuracy (the first of ties), as trained."""
-    if not history:
-        return None
-    best = max(history, key=lambda e: e["val_accuracy"])
-    return int(best["epoch"])
-
-
-def curves(history: Sequence[Mapping[str, float]], path: str) -> None:
+def curves(history: Sequence[Mapping[str, float]], best: int, path: str) -> None:
     """The tutorial's two figures side by side: accuracy and loss per epoch, train vs
-    validation, with the best epoch (by validation accuracy) marked.
+    validation, with the `best` epoch (the one the test was scored with) marked.
 
     `history` is train.py's list of {'epoch', 'train_loss', 'train_accuracy', 'val_loss',
     'val_accuracy', ...} records.
@@ -54,7 +46,6 @@ def curves(history: Sequence[Mapping[str, float]], path: str) -> None:
     if not history:
         raise ValueError("no epochs in the history; there is nothing to plot")
     epochs = [int(e["epoch"]) for e in history]
-    best = best_epoch(history)
     fig = _figure(CURVES_SIZE)
     for col, metric in enumerate(("accuracy", "loss")):
         ax = fig.add_subplot(1, 2, col + 1)

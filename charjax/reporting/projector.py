@@ -12,21 +12,18 @@ float at a time. The layout on disk is the same one it writes, which TensorBoard
 
 from __future__ import annotations
 
-import functools
 import glob
 import logging
 import math
 import os
 import shutil
-from collections.abc import Callable
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from charjax import charset, input_pipeline
+from charjax import charset, files, input_pipeline, state
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +101,9 @@ def write(
         shutil.rmtree(folder)
     os.makedirs(folder)
     np.savetxt(os.path.join(folder, "tensors.tsv"), features, fmt="%.6g", delimiter="\t")
-    with open(os.path.join(folder, "metadata.tsv"), "w", encoding="utf-8") as f:
-        for row in [list(METADATA_HEADER), *metadata_rows(labels, predictions)]:
-            f.write("\t".join(row) + "\n")
+    rows = [list(METADATA_HEADER), *metadata_rows(labels, predictions)]
+    files.write_text(os.path.join(folder, "metadata.tsv"),
+                     "".join("\t".join(row) + "\n" for row in rows))
     Image.fromarray(sprite(images), mode="L").save(os.path.join(folder, "sprite.png"))
     write_config(logdir, images.shape[1])
     return folder
@@ -135,75 +132,26 @@ def write_config(logdir: str, thumbnail_size: int) -> None:
             "  }\n"
             "}\n"
         )
-    path = os.path.join(logdir, CONFIG_NAME)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write("".join(entries))
-    os.replace(path + ".tmp", path)
-
-
-def host_variables(state: Any) -> dict:
-    """The weights evaluation uses (and batch statistics), copied to host memory.
-
-    `eval_params()` where the state has it (the moving average of the weights when
-    training keeps one), so the projector shows the model the metrics describe. On the
-    host, a state replicated over the devices of many hosts can be run by this host alone:
-    only process 0 reports, and a jitted call on the global arrays would wait for the
-    other processes to join it.
-    """
-    params = state.eval_params() if hasattr(state, "eval_params") else state.params
-    variables = {"params": params}
-    if getattr(state, "batch_stats", None):
-        variables["batch_stats"] = state.batch_stats
-    return jax.device_get(variables)
-
-
-def _sown_features(intermediates: Any) -> jax.Array | None:
-    """The last value sown under a 'features' name anywhere in the intermediates."""
-    found = None
-    for path, leaf in jax.tree_util.tree_flatten_with_path(intermediates)[0]:
-        names = [getattr(k, "key", None) for k in path]
-        if "features" in names:
-            found = leaf
-    return found
-
-
-def _apply(apply_fn: Callable, variables: dict, images: jax.Array) -> tuple[Any, Any]:
-    """(logits, sown intermediates) in eval mode, for uint8 images."""
-    logits, mutated = apply_fn(variables, input_pipeline.normalize(images), train=False,
-                               mutable=["intermediates"])
-    return logits, mutated.get("intermediates", {})
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _forward_batch(
-    apply_fn: Callable, variables: dict, images: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    logits, intermediates = _apply(apply_fn, variables, images)
-    features = _sown_features(intermediates)
-    if features is None:  # a model that sows nothing: the logits are the next best view
-        features = logits
-    return features.reshape(features.shape[0], -1).astype(jnp.float32), logits
+    files.write_text(os.path.join(logdir, CONFIG_NAME), "".join(entries))
 
 
 def penultimate_features(
-    state: Any, images: np.ndarray, batch_size: int = 512
+    train_state: Any, images: np.ndarray, batch_size: int = 512
 ) -> tuple[np.ndarray, np.ndarray]:
     """(features [N, D], logits [N, 62]) of uint8 images [N, 48, 48, 1], in eval mode.
 
     Features are what the model sows as `intermediates/features` (the layer before the
     classifier); a model that sows nothing gets its logits used instead, with a warning.
-    Runs on this host's default device from a host copy of the weights (see
-    `host_variables`), padded to whole batches so one compiled function serves them all.
+    Runs `state.infer` with the evaluation weights, on this host's default device (see
+    `state.for_inference`), padded to whole batches so one compiled function serves them.
     """
-    variables = host_variables(state)
-    probe = jax.ShapeDtypeStruct((1, *images.shape[1:]), jnp.uint8)
-    _, sown = jax.eval_shape(functools.partial(_apply, state.apply_fn), variables, probe)
-    if _sown_features(sown) is None:
+    model = state.for_inference(train_state)
+    if not state.sows_features(model):
         log.warning("the model sows no intermediates/features; the projector shows logits")
     index, mask = input_pipeline.padded_batches(len(images), batch_size)
     features, logits = [], []
     for idx in index:
-        f, lg = _forward_batch(state.apply_fn, variables, jnp.asarray(images[idx]))
+        lg, f = state.infer(model, jnp.asarray(images[idx]))
         features.append(np.asarray(f))
         logits.append(np.asarray(lg))
     keep = mask.reshape(-1)

@@ -4,24 +4,26 @@ The trainer calls it at five points and hands it host values it already has:
 
     reporter = Reporter(workdir, config)
     reporter.start(samples, sample_labels, validation=(val_images, val_labels),
-                   step=int(state.step), history=history)
+                   step=int(state.step))
     ... reporter.step(step, {"loss": 0.41})            # once per log period, host floats
     ... reporter.epoch(epoch, record, step=step, learning_rate=lr, images_per_s=rate,
-                       state=state)                    # state only for the periodic projector
-    reporter.finish(history, best_state, test_images, test_labels, probabilities,
-                    summary=result)
+                       state=state, best=is_best)      # state only for the periodic projector
+    reporter.finish(history, best_epoch, best_state, test_images, test_labels,
+                    test_probabilities, summary=result)
     reporter.close()
 
-It never waits on the device inside the step loop: metrics arrive as floats. Only the host
-with `jax.process_index() == 0` writes anything; on the others every call is a no-op.
+It never waits on the device inside the step loop: metrics arrive as floats, and it is
+told which epoch is the best rather than deciding it. It runs the model only for the
+projector's features. Only the host with `jax.process_index() == 0` writes anything; on
+the others every call is a no-op.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import math
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,36 +33,28 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
-from charjax import input_pipeline, preview
-from charjax.progress import Progress, format_duration
+from charjax import augment, input_pipeline, preview
 from charjax.reporting import plots, projector
 from charjax.reporting import tensorboard as tb
 
 log = logging.getLogger(__name__)
 
-
-def default_config() -> ml_collections.ConfigDict:
-    """The `config.report` block: what a run writes besides its checkpoints."""
-    c = ml_collections.ConfigDict()
-    c.tensorboard = True  # event files (and the projector) in WORKDIR/tb
-    c.plots = True  # curves.png, confusion.png and errors.png in WORKDIR
-    c.projector_max = 10_000  # validation images in the embedding projector; 0 turns it off
-    c.projector_every_epochs = 0  # also write it every K epochs; 0: only at the end
-    c.sample_images = 64  # training inputs (after augmentation) shown in TensorBoard
-    c.error_images = 64  # worst test mistakes in errors.png
-    c.confused_pairs = 25  # pairs listed beside the confusion matrix
-    c.progress = "auto"  # progress bar: auto (bar on a terminal), bar, plain or off
-    return c
+PROGRESS_MODES = ("auto", "bar", "plain", "off")  # config.report.progress
+PLAIN_INTERVAL_S = 10.0  # a plain progress line at most this often (a short loop logs none)
 
 
-def settings(config: Any) -> ml_collections.ConfigDict:
-    """default_config() overlaid with `config.report`, so older configs keep working."""
-    merged = default_config()
-    report = config.get("report") if hasattr(config, "get") else None
-    for key, value in (report or {}).items():
-        merged[key] = value
-    return merged
+class _LogLines:
+    """A file for tqdm that turns each redraw into one plain log line (no \\r, no ANSI)."""
+
+    def write(self, text: str) -> None:
+        text = text.replace("\x1b[A", "").strip("\r\n ")
+        if text:
+            log.info("%s", text)
+
+    def flush(self) -> None:
+        pass
 
 
 def model_inputs(
@@ -71,8 +65,6 @@ def model_inputs(
     Normalised and, when `augment_config.enabled`, distorted the same way, so the grid in
     TensorBoard shows what the network learns from rather than the raw data.
     """
-    from charjax import augment
-
     x = input_pipeline.normalize(jnp.asarray(images))
     if augment_config is not None and augment_config.enabled and len(images):
         cfg = ml_collections.FrozenConfigDict(augment_config)
@@ -112,15 +104,14 @@ class Reporter:
 
     def __init__(self, workdir: str, config: Any, enabled: bool = True):
         self.workdir = os.fspath(workdir)
-        self.settings = settings(config)
+        self.settings = config.report  # checked by charjax.validation
         self.enabled = bool(enabled) and jax.process_index() == 0
         self.logdir = os.path.join(self.workdir, "tb")
-        self.num_epochs = int(config.get("num_epochs", 0) or 0)
-        self.eval_batch_size = int(config.get("eval_batch_size", 512) or 512)
+        self.num_epochs = int(config.num_epochs)
+        self.eval_batch_size = int(config.eval_batch_size)
         self._config = config
         self._writer: Any = None
         self._validation: tuple[np.ndarray, np.ndarray] | None = None
-        self._best_val = -math.inf
         self._start_time = time.perf_counter()
         self._epochs_run = 0
 
@@ -133,19 +124,17 @@ class Reporter:
         *,
         validation: tuple[np.ndarray, np.ndarray] | None = None,
         step: int = 0,
-        history: Sequence[Mapping[str, float]] = (),
     ) -> None:
         """Opens the event files and logs the config and a grid of input samples.
 
         `samples` are float [N, 48, 48, 1] in [0, 1] as the model sees them (see
-        `model_inputs`); `validation` (uint8 images, labels) feeds the projector; `step` and
-        `history` are where a resumed run stands, so TensorBoard hides what the interrupted
-        run logged after its last checkpoint and the best-epoch mark survives the restart.
+        `model_inputs`); `validation` (uint8 images, labels) feeds the projector; `step` is
+        where a resumed run stands, so TensorBoard hides what the interrupted run logged
+        after its last checkpoint.
         """
         self._start_time = time.perf_counter()
         if not self.enabled:
             return
-        self._best_val = max((e["val_accuracy"] for e in history), default=-math.inf)
         if validation is not None and self.settings.projector_max > 0:
             limit = min(self.settings.projector_max,
                         projector.max_thumbnails(validation[0].shape[1]))
@@ -190,16 +179,15 @@ class Reporter:
         learning_rate: float | None = None,
         images_per_s: float | None = None,
         state: Any = None,
+        best: bool = False,
     ) -> None:
-        """One console line, the epoch's scalars at the global `step`, and the projector
-        when `projector_every_epochs` divides `epoch` (that needs `state`).
+        """One console line (`*` when the trainer says this epoch is the best so far), the
+        epoch's scalars at the global `step`, and the projector when
+        `projector_every_epochs` divides `epoch` (that needs `state`).
         """
         self._epochs_run += 1
         if not self.enabled:
             return
-        val_accuracy = record.get("val_accuracy", -math.inf)
-        best = val_accuracy >= self._best_val
-        self._best_val = max(self._best_val, val_accuracy)
         log.info("%s", self.epoch_line(epoch, record, images_per_s, best))
         if self._writer is None:
             return
@@ -219,34 +207,33 @@ class Reporter:
     def finish(
         self,
         history: Sequence[Mapping[str, float]],
+        best_epoch: int,
         state: Any,
         test_images: np.ndarray,
         test_labels: np.ndarray,
-        test_probabilities: np.ndarray | None = None,
+        test_probabilities: np.ndarray,
         *,
         step: int | None = None,
         summary: Mapping[str, Any] | None = None,
     ) -> dict[str, str]:
-        """Curves, confusion matrix, error grid, the final projector and the hparams.
+        """Curves (marking `best_epoch`), confusion matrix, error grid, the final projector
+        and the hparams.
 
-        `state` is the model the test was scored with (the best epoch's); without
-        `test_probabilities` they are computed here. `summary` (train.py's result dict)
-        supplies the numbers of the HParams tab. Returns {name: path} of what it wrote.
+        `state` is the model the test was scored with (the best epoch's) and
+        `test_probabilities` [N, 62] its scores of the test images; `summary` (train.py's
+        result dict) supplies the numbers of the HParams tab. Returns {name: path} of what
+        it wrote.
         """
         if not self.enabled:
             return {}
         written: dict[str, str] = {}
         test_labels = np.asarray(test_labels)
-        if test_probabilities is None and len(test_images):
-            _, logits = projector.penultimate_features(state, np.asarray(test_images),
-                                                       self.eval_batch_size)
-            test_probabilities = np.asarray(jax.nn.softmax(logits, axis=-1))
         if self.settings.plots:
-            written.update(self._plots(history, test_images, test_labels, test_probabilities))
-        best = plots.best_epoch(history)
+            written.update(self._plots(history, best_epoch, test_images, test_labels,
+                                       np.asarray(test_probabilities)))
         if self._writer is not None:
-            self._projector(state, best or 0, "best", written)
-            self._hparams(history, summary, step)
+            self._projector(state, best_epoch, "best", written)
+            self._hparams(summary, step)
             self._writer.flush()
         for name, path in written.items():
             log.info("wrote %s: %s", name, path)
@@ -266,11 +253,25 @@ class Reporter:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def progress(self, total: int | None, desc: str, unit: str = "step") -> Progress:
-        """A progress bar (or plain lines) honouring `config.report.progress`; silent on
-        hosts that don't report."""
+    def progress(
+        self, total: int | None, desc: str, unit: str = "step",
+        interval: float = PLAIN_INTERVAL_S,
+    ) -> tqdm:
+        """A tqdm bar honouring `config.report.progress`: a redrawn bar on a terminal
+        (auto, bar), plain log lines at most every `interval` seconds elsewhere (auto,
+        plain; none for a loop shorter than that), nothing when off or on hosts that
+        don't report. Update it with `set_postfix(..., refresh=False)` and `update(n)`."""
         mode = self.settings.progress if self.enabled else "off"
-        return Progress(total, desc, unit=unit, mode=mode)
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "plain"
+        if mode == "bar":
+            return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+        return tqdm(
+            total=total, desc=desc, unit=unit, disable=mode == "off", file=_LogLines(),
+            mininterval=interval, delay=interval, ascii=True,
+            bar_format="{desc}: {n_fmt}/{total_fmt} ({percentage:.0f}%) "
+                       "[{elapsed}<{remaining}, {rate_fmt}{postfix}]",
+        )
 
     def epoch_line(
         self,
@@ -284,36 +285,37 @@ class Reporter:
         elapsed = time.perf_counter() - self._start_time
         total = f"/{self.num_epochs}" if self.num_epochs else ""
         parts = [
-            f"epoch {epoch}{total}: train loss {record.get('train_loss', math.nan):.4f} "
-            f"acc {record.get('train_accuracy', math.nan):.4f}",
-            f"val loss {record.get('val_loss', math.nan):.4f} "
-            f"acc {record.get('val_accuracy', math.nan):.4f}{' *' if best else ''}",
+            f"epoch {epoch}{total}: train loss {record['train_loss']:.4f} "
+            f"acc {record['train_accuracy']:.4f}",
+            f"val loss {record['val_loss']:.4f} "
+            f"acc {record['val_accuracy']:.4f}{' *' if best else ''}",
         ]
         speed = f"{record['seconds']:.1f} s" if "seconds" in record else ""
         if images_per_s is not None:
             speed += f"{', ' if speed else ''}{images_per_s:.0f} img/s"
         if speed:
             parts.append(speed)
-        timing = f"elapsed {format_duration(elapsed)}"
+        timing = f"elapsed {tqdm.format_interval(elapsed)}"
         if self.num_epochs and self._epochs_run:
             remaining = max(self.num_epochs - epoch, 0)
-            timing += f", ETA {format_duration(remaining * elapsed / self._epochs_run)}"
+            timing += f", ETA {tqdm.format_interval(remaining * elapsed / self._epochs_run)}"
         parts.append(timing)
         return " | ".join(parts)
 
     def _plots(
         self,
         history: Sequence[Mapping[str, float]],
+        best_epoch: int,
         test_images: np.ndarray,
         test_labels: np.ndarray,
-        test_probabilities: np.ndarray | None,
+        test_probabilities: np.ndarray,
     ) -> dict[str, str]:
         written = {}
         os.makedirs(self.workdir, exist_ok=True)
         if history:
             written["curves"] = os.path.join(self.workdir, "curves.png")
-            plots.curves(history, written["curves"])
-        if test_probabilities is None or not len(test_labels):
+            plots.curves(history, best_epoch, written["curves"])
+        if not len(test_labels):
             return written
         predictions = test_probabilities.argmax(-1)
         written["confusion"] = os.path.join(self.workdir, "confusion.png")
@@ -346,20 +348,12 @@ class Reporter:
         if written is not None:
             written["projector"] = folder
 
-    def _hparams(
-        self,
-        history: Sequence[Mapping[str, float]],
-        summary: Mapping[str, Any] | None,
-        step: int | None,
-    ) -> None:
+    def _hparams(self, summary: Mapping[str, Any] | None, step: int | None) -> None:
         """The config beside the run's headline numbers, in TensorBoard's HParams tab."""
         metrics = {}
-        source = dict(summary or {})
-        if "best_val_accuracy" not in source and history:
-            source["best_val_accuracy"] = max(e["val_accuracy"] for e in history)
         for name in ("best_val_accuracy", "test_accuracy", "test_loss"):
-            if isinstance(source.get(name), int | float):
-                metrics[f"hparam/{name}"] = float(source[name])
+            if summary is not None and name in summary:
+                metrics[f"hparam/{name}"] = float(summary[name])
         if metrics:
             self._writer.add_hparams(tb.flatten_hparams(self._config), metrics,
                                      name="hparams", global_step=step)

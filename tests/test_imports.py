@@ -1,0 +1,111 @@
+"""charjax's modules import each other without a cycle, and the layering holds.
+
+Read from the source (ast), so every import counts, late ones inside functions too; only
+`if TYPE_CHECKING:` blocks are left out. `from charjax.x import y` is an edge to the module
+charjax.x.y when that is a module, else to charjax.x.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+
+from conftest import ROOT
+
+PACKAGE = os.path.join(ROOT, "charjax")
+
+
+def _modules() -> dict[str, str]:
+    """Module name -> file, for every .py file under charjax/."""
+    out = {}
+    for folder, _, names in os.walk(PACKAGE):
+        for name in names:
+            if name.endswith(".py"):
+                rel = os.path.relpath(os.path.join(folder, name), ROOT)[:-3].split(os.sep)
+                if rel[-1] == "__init__":
+                    rel = rel[:-1]
+                out[".".join(rel)] = os.path.join(folder, name)
+    return out
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(path: str, module: str, known: set[str]) -> set[str]:
+    """The charjax modules that `module` (at `path`) imports."""
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+            and _is_type_checking(node) for n in ast.walk(node)}
+    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            for alias in node.names:
+                child = f"{base}.{alias.name}"
+                found.add(child if child in known else base)
+    return {name for name in found if name in known and name != module}
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    known = set(modules)
+    return {name: _imports(path, name, known) for name, path in modules.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None (depth-first search, three colours)."""
+    colour = dict.fromkeys(graph, 0)  # 0 unvisited, 1 on the stack, 2 done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        colour[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if colour[nxt] == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if colour[nxt] == 0 and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        colour[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if colour[node] == 0 and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_charjax_has_no_import_cycle():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_layering():
+    graph = import_graph()
+    # the core: state is used by training, evaluation, checkpoints and the projector
+    for user in ("charjax.train", "charjax.evaluate", "charjax.checkpoints",
+                 "charjax.reporting.projector"):
+        assert "charjax.state" in graph[user], user
+    assert {"charjax.checkpoints", "charjax.evaluate"} <= graph["charjax.train"]
+    for module, imported in graph.items():
+        if module != "charjax.__main__":
+            assert "charjax.cli" not in imported, f"{module} imports the CLI"
+        if module not in ("charjax.ensemble", "charjax.cli"):
+            assert "charjax.train" not in imported, f"{module} imports the trainer"
