@@ -314,7 +314,7 @@ CASES = [
     # ---------------------------------------------------------------- command line
     Case("unknown_command", ["fly"], 2, ("unknown command 'fly'", "train")),
     Case("train_without_config", ["train", "--workdir", "{wd}"], 2,
-         ("--config is required", "usage: charjax train --config CONFIG.py")),
+         ("--config is required", "usage: charjax train --config CONFIG --workdir")),
     Case("eval_without_dataset", ["eval", "--workdir", "{run}"], 2,
          ("--dataset is required", "usage: charjax eval"), watch="{run}"),
     Case("config_file_missing", ["train", "--config", "configs/nope.py", "--workdir", "{wd}"], 2,
