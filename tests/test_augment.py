@@ -143,7 +143,8 @@ def test_prob_zero_is_identity(elastic):
 
 def test_disabled_returns_the_same_array():
     x = jnp.asarray(_images(2))
-    assert augment.augment_batch(jax.random.key(0), x, default_config().augment) is x
+    off = default_config(**{"augment.enabled": False}).augment
+    assert augment.augment_batch(jax.random.key(0), x, off) is x
 
 
 @pytest.mark.parametrize("elastic", [False, True])
