@@ -18,8 +18,8 @@ from charjax.errors import DataError
 
 
 def small_dataset() -> Dataset:
-    return datasets.load("synthetic", data_config(**{"synthetic.num_images": 124,
-                                                     "synthetic.seed": 1}))
+    return datasets.load("synthetic", data_config(framing="line", **{
+        "synthetic.num_images": 124, "synthetic.seed": 1}))
 
 
 def in_label_order(ds: Dataset) -> Dataset:
@@ -33,7 +33,8 @@ def test_round_trip_gives_back_the_same_images_and_labels(tmp_path):
     assert len(names) == len(original) and all(n.endswith(".png") for n in names)
     assert "a" in original.classes and names[0].startswith("label_")
     back, skipped = datasets.load_with_skipped(f"folder:{tmp_path / 'out'}",
-                                               data_config(cache_dir=str(tmp_path / "c")))
+                                               data_config(framing="line",
+                                                           cache_dir=str(tmp_path / "c")))
     assert skipped == []
     expected = in_label_order(original)
     np.testing.assert_array_equal(back.labels, expected.labels)
