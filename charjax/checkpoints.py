@@ -198,6 +198,8 @@ def upgrade_config(stored: dict) -> ml_collections.ConfigDict:
     synthetic = data["synthetic"] if "synthetic" in data else {}
     if "framing" in synthetic and "framing" not in data:
         data["framing"] = synthetic.pop("framing")
+    elif "data" in stored and "framing" not in data:
+        data["framing"] = "line"  # runs from before framing was a setting drew line-framed
     config = schema.get_config()
     _overlay(config, stored)
     return config

@@ -120,7 +120,7 @@ def test_framing_is_read_from_a_run_config():
     stored = {"data": {"synthetic": {"num_images": 124, "seed": 0, "framing": "fit"}}}
     assert checkpoints.upgrade_config(stored).data.framing == "fit"
     assert checkpoints.upgrade_config({"data": {"framing": "fit"}}).data.framing == "fit"
-    assert checkpoints.upgrade_config({}).data.framing == "line"
+    assert checkpoints.upgrade_config({"data": {}}).data.framing == "line"
 
 
 def test_folder_images_are_framed_per_the_config(tmp_path):
