@@ -72,7 +72,7 @@ def test_two_trainings_on_one_workdir_exactly_one_runs(tmp_path):
         line for line in second.stderr.strip().splitlines() if "error:" in line]
     assert f"in use by another `charjax train` (pid {first.pid} on " in second.stderr
     # the finished run is intact and is the first one's
-    assert json.loads((target / "config.json").read_text())["learning_rate"] == 0.001
+    assert json.loads((target / "config.json").read_text())["learning_rate"] == 0.002
     metrics = json.loads((target / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
     assert sorted(os.listdir(target / "checkpoints")) in (["1", "2"], ["2"], ["1", "2", "3"])
