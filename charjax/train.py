@@ -241,9 +241,14 @@ def _check_resume_config(
         )
 
 
-def _init_from(state: TrainState, other_workdir: str) -> TrainState:
-    """The tutorial's `reload`: start from another run's best weights, fresh optimizer."""
-    other, _ = checkpoints.load_for_inference(other_workdir)
+def _init_from(state: TrainState, other_workdir: str, framing: str | None = None) -> TrainState:
+    """The tutorial's `reload`: start from another run's best weights, fresh optimizer.
+
+    The weights taken are the ones that run evaluated (its moving average, if it kept one);
+    a moving average of this run starts from them too, not from the random init. A run
+    framed otherwise than `framing` is accepted (its features still help) with a warning.
+    """
+    other, other_config = checkpoints.load_for_inference(other_workdir)
     mine = jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), (state.params, state.batch_stats))
     theirs = jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), (other.params, other.batch_stats))
     if mine != theirs:
@@ -251,8 +256,17 @@ def _init_from(state: TrainState, other_workdir: str) -> TrainState:
             f"{other_workdir}: its weights belong to another model or input shape than "
             "config.model; set --config.model.* to match that run, or drop init_from"
         )
+    other_framing = other_config.data.framing
+    if framing is not None and other_framing != framing:
+        log.warning("%s was trained on %s-framed images, this run's are %s-framed",
+                    other_workdir, other_framing, framing)
     log.info("starting from the best weights of %s", other_workdir)
-    return state.replace(params=other.params, batch_stats=other.batch_stats)
+    params = other.eval_params()
+    return state.replace(
+        params=params,
+        batch_stats=other.batch_stats,
+        ema_params=None if state.ema_params is None else params,
+    )
 
 
 def _write_json(workdir: str, name: str, data: dict) -> None:
@@ -383,7 +397,7 @@ def _run(
         state, _, history = checkpoints.restore(mngr, mngr.latest_step(), state)
         log.info("resuming from the checkpoint of epoch %d", mngr.latest_step())
     elif config.init_from:
-        state = _init_from(state, config.init_from)
+        state = _init_from(state, config.init_from, config.data.framing)
     where = datasets.write_skipped(skipped, workdir) if distributed.is_main_process() else None
     if where:
         log.warning("%s: %d file(s) left out, listed in %s", config.data.source, len(skipped),

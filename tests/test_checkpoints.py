@@ -1,6 +1,7 @@
 """Orbax retention, kill-and-resume, init_from and checkpoint errors."""
 
 import json
+import logging
 import os
 import signal
 
@@ -109,6 +110,23 @@ def test_init_from_starts_from_the_best_weights(trained_run, tmp_path):
                     jax.tree_util.tree_leaves(best.params), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert int(state.step) == 0
+
+
+def test_init_from_seeds_the_moving_average_and_warns_on_framing(trained_run, caplog):
+    workdir, _ = trained_run
+    best, _ = checkpoints.load_for_inference(workdir)
+    config = tiny_config(init_from=str(workdir), ema_decay=0.99)
+    fresh = train.create_train_state(config, jax.random.key(config.seed))
+    with caplog.at_level(logging.WARNING, logger="charjax"):
+        state = train._init_from(fresh, str(workdir), framing="line")
+    for x, y in zip(jax.tree_util.tree_leaves(state.ema_params),
+                    jax.tree_util.tree_leaves(best.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert "fit-framed" in caplog.text and "line-framed" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="charjax"):
+        train._init_from(fresh, str(workdir), framing="fit")
+    assert "framed" not in caplog.text
 
 
 def test_workdir_without_checkpoint_is_a_clear_error(tmp_path):
