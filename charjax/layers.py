@@ -256,15 +256,67 @@ conv_relu_pool = _make_block(
     """,
 )
 
-onednn_conv_relu_pool = _make_block(
+onednn_unfused_conv_relu_pool = _make_block(
     _onednn_block_forward, _onednn_kernel_grad, _onednn_input_grad,
-    """conv_relu_pool with oneDNN's convolutions (charjax.kernels must be available).
+    """conv_relu_pool with oneDNN's convolutions and XLA's pooling, bias and ReLU.
 
     Forward, input gradient and kernel gradient of a multi-channel layer run as oneDNN
     FFI calls, in bf16 with float32 sums when the inputs are bf16; the 1-channel
-    layer's forward stays XLA's. Pooling, bias and ReLU are the same XLA code.
+    layer's forward stays XLA's. Kept to measure the fused block against.
     """,
 )
+
+
+def _pooled_shape(x: jax.Array, kernel: jax.Array) -> tuple[int, int, int, int]:
+    (b, h, w, _), (kh, kw, _, o) = x.shape, kernel.shape
+    return b, (h - kh + 1) // 2, (w - kw + 1) // 2, o
+
+
+def _fused_forward(x: jax.Array, kernel: jax.Array, bias: jax.Array):
+    """(relu(pool(conv) + bias) in x's dtype, window index: 0-3 first maximum, 4 clipped)."""
+    shape = _pooled_shape(x, kernel)
+    out = (jax.ShapeDtypeStruct(shape, x.dtype), jax.ShapeDtypeStruct(shape, jnp.int8))
+    return jax.ffi.ffi_call("charjax_onednn_block_fwd", out)(x, kernel.astype(x.dtype), bias)
+
+
+@jax.custom_vjp
+def onednn_conv_relu_pool(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """conv_relu_pool as one oneDNN FFI call forward and one backward.
+
+    The forward call convolves cache-sized batch chunks and pools each at once (bias,
+    ReLU, first-maximum index), so the full-size convolution output never reaches
+    memory; the backward call scatters the gradient through the index chunk by chunk
+    and runs oneDNN's input and kernel gradients on each chunk. bf16 inputs are
+    multiplied in bf16 and summed in float32. Same numbers as conv_relu_pool up to the
+    order of float32 sums.
+    """
+    return _fused_forward(x, kernel, bias)[0]
+
+
+def _fused_fwd(x: jax.Array, kernel: jax.Array, bias: jax.Array):
+    out, index = _fused_forward(x, kernel, bias)
+    return out, (x, kernel, index)
+
+
+def _fused_bwd(res: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    x, kernel, index = res
+    g = g.astype(x.dtype)
+    f32 = jax.ShapeDtypeStruct
+    grads = (f32(kernel.shape, jnp.float32), f32(kernel.shape[-1:], jnp.float32))
+    if x.shape[-1] == 1:
+        # A 1-channel input is the image: its gradient is rarely wanted, so the fused
+        # call skips it and XLA's (dropped as dead code when unused) stands in.
+        d_kernel, d_bias = jax.ffi.ffi_call("charjax_onednn_block_bwd_weights", grads)(
+            x, index, g)
+        d_x = _input_grad(_unpool(g, index), kernel.astype(x.dtype), x.shape)
+    else:
+        d_x, d_kernel, d_bias = jax.ffi.ffi_call(
+            "charjax_onednn_block_bwd", (f32(x.shape, x.dtype), *grads))(
+            x, kernel.astype(x.dtype), index, g)
+    return d_x, d_kernel.astype(kernel.dtype), d_bias.astype(kernel.dtype)
+
+
+onednn_conv_relu_pool.defvjp(_fused_fwd, _fused_bwd)
 
 
 class ConvReluPool(nn.Module):

@@ -82,6 +82,75 @@ def test_bf16_gradients_are_within_bf16_rounding_of_float32(params):
         assert err <= 1.1 * xla[leaf] + 1e-3, (leaf, err, xla[leaf])
 
 
+def _reference_block(x, kernel, bias):
+    """relu(max_pool(conv + bias)) with plain lax/Flax ops, in float32."""
+    import flax.linen as nn
+
+    x, kernel, bias = (a.astype(jnp.float32) for a in (x, kernel, bias))
+    z = layers.conv_valid(x, kernel) + bias
+    return nn.max_pool(nn.relu(z), window_shape=(2, 2), strides=(2, 2))
+
+
+def _block_grads(block, x, kernel, bias):
+    def loss(x, k, b):
+        y = block(x, k, b).astype(jnp.float32)
+        return jnp.sum(y * jnp.cos(jnp.arange(y.size, dtype=jnp.float32).reshape(y.shape)))
+
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(x, kernel, bias)
+
+
+# (batch, input size, channels in, out, kernel): the tutorial's two layers; a batch that
+# leaves a remainder chunk; an odd conv output (the pool drops its last row and column);
+# 8 output channels (the kernels' one-channel-at-a-time loops instead of AVX-512's 16)
+BLOCKS = [(8, 48, 1, 32, 5), (8, 22, 32, 64, 3), (37, 22, 32, 64, 3), (5, 23, 32, 64, 3),
+          (4, 12, 3, 8, 3)]
+
+
+@needs_kernels
+@pytest.mark.parametrize("batch,size,cin,cout,k", BLOCKS)
+def test_fused_block_matches_plain_flax_in_float32(batch, size, cin, cout, k):
+    rng = np.random.default_rng(batch + size + cin)
+    x = jnp.asarray(rng.random((batch, size, size, cin)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(k, k, cin, cout)) * 0.3, jnp.float32)
+    bias = jnp.asarray(rng.normal(size=cout) * 0.3, jnp.float32)
+    got = jax.jit(layers.onednn_conv_relu_pool)(x, kernel, bias)
+    want = _reference_block(x, kernel, bias)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    (_, g_got), (_, g_want) = (_block_grads(layers.onednn_conv_relu_pool, x, kernel, bias),
+                               _block_grads(_reference_block, x, kernel, bias))
+    for name, a, b in zip(("x", "kernel", "bias"), g_got, g_want, strict=True):
+        err = float(np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(b)).max())
+        assert err <= 1e-4, (name, err)
+
+
+@needs_kernels
+@pytest.mark.parametrize("batch,size,cin,cout,k", BLOCKS[1:3])
+def test_fused_block_in_bf16_is_within_bf16_rounding(batch, size, cin, cout, k):
+    """bf16 inputs and output, float32 sums: each output within bf16's rounding of the
+    float32 result (2^-8 relative, plus the inputs' own rounding), gradients within
+    3 % (L2) of float32's."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.random((batch, size, size, cin)), jnp.bfloat16)
+    kernel = jnp.asarray(rng.normal(size=(k, k, cin, cout)) * 0.3, jnp.bfloat16)
+    bias = jnp.asarray(rng.normal(size=cout) * 0.3, jnp.bfloat16)
+    got = np.asarray(jax.jit(layers.onednn_conv_relu_pool)(x, kernel, bias), np.float32)
+    want = np.asarray(_reference_block(x, kernel, bias))
+    assert got.dtype == np.float32 and np.abs(got - want).max() <= 2**-8 * np.abs(want).max()
+    (_, g_got), (_, g_want) = (_block_grads(layers.onednn_conv_relu_pool, x, kernel, bias),
+                               _block_grads(_reference_block, x, kernel, bias))
+    for name, a, b in zip(("x", "kernel", "bias"), g_got, g_want, strict=True):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        assert np.linalg.norm(a - b) <= 0.03 * np.linalg.norm(b), name
+
+
+@needs_kernels
+def test_fused_block_keeps_nan():
+    x = jnp.ones((2, 10, 10, 16), jnp.float32).at[0, 3, 3, 0].set(jnp.nan)
+    kernel = jnp.full((3, 3, 16, 16), 0.1, jnp.float32)
+    y = np.asarray(jax.jit(layers.onednn_conv_relu_pool)(x, kernel, jnp.zeros(16)))
+    assert np.isnan(y[0]).any() and not np.isnan(y[1]).any()
+
+
 def _steps(impl: str, n: int = 3, seed: int = 0):
     # Adam 1e-3 with dropout, the setting these tolerances were measured with
     config = tiny_config(learning_rate=1e-3, **{"model.tutorial.dropout": 0.5, "model.impl": impl})
@@ -101,8 +170,12 @@ def test_train_step_matches_the_xla_path_and_is_deterministic():
     xla, m_xla = _steps("fast")
     again, _ = _steps("onednn")
     np.testing.assert_allclose(m_onednn["loss"], m_xla["loss"], rtol=1e-5)
+    # Adam moves each weight by about lr * sign(gradient) in its first steps, so where
+    # a gradient is ~0 the convolutions' different rounding can move a weight by up to
+    # lr (1e-3, against weights of ~0.05): hence 1e-3 here, 1e-4 on the gradients above.
     errors = _max_rel_err(onednn.params, xla.params)
-    assert max(errors.values()) <= 1e-5, errors
+    assert max(errors.values()) <= 1e-3, errors
+    assert np.median(list(errors.values())) <= 1e-5, errors
     for a, b in zip(jax.tree_util.tree_leaves(onednn.params),
                     jax.tree_util.tree_leaves(again.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

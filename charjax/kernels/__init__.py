@@ -40,6 +40,9 @@ TARGETS = {
     "charjax_onednn_conv_fwd": "CharjaxConvForward",
     "charjax_onednn_conv_bwd_data": "CharjaxConvBackwardData",
     "charjax_onednn_conv_bwd_weights": "CharjaxConvBackwardWeights",
+    "charjax_onednn_block_fwd": "CharjaxBlockForward",
+    "charjax_onednn_block_bwd": "CharjaxBlockBackward",
+    "charjax_onednn_block_bwd_weights": "CharjaxBlockBackwardWeights",
 }
 
 
