@@ -324,7 +324,8 @@ class ConvReluPool(nn.Module):
 
     Parameters are created in `param_dtype` (float32 master weights) under nn.Conv's
     names, shapes and initialisers, and cast to `dtype` for the compute. `impl`: "fast"
-    (XLA's convolutions) or "onednn" (charjax.kernels), same parameters and maths.
+    (XLA's convolutions) or "onednn" (the fused oneDNN block of charjax.kernels), same
+    parameters and maths.
     """
 
     features: int

@@ -26,7 +26,7 @@ class TutorialCNN(nn.Module):
 
     `impl='fast'` computes the same function with the same parameter tree through
     `charjax.layers` (cheaper max-pool gradient, bias/ReLU after the pool);
-    `impl='onednn'` is that with oneDNN's convolutions (`charjax.kernels`);
+    `impl='onednn'` runs each conv-pool block as one oneDNN call (`charjax.kernels`);
     `impl='flax'` is the plain nn.Conv / nn.max_pool formulation. Checkpoints of one
     load into the others. `create_model` turns 'auto' into one of them.
     """

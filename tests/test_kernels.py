@@ -199,6 +199,7 @@ def test_auto_falls_back_to_xla_and_says_why(no_kernels, how):
         no_kernels.setattr(kernels, "_onednn_prefix", lambda: kernels.pathlib.Path("/nowhere"))
         no_kernels.setattr(kernels.shutil, "which", lambda _: "/bin/true")
         no_kernels.setattr(kernels, "_build", lambda *_: kernels.pathlib.Path("/nowhere/x.so"))
+        no_kernels.setattr(kernels, "_registered", None)  # as in a fresh process
     assert models.resolve_impl("auto", backend="cpu") == "fast"
     status = kernels.status()
     assert not status.available

@@ -1,8 +1,10 @@
-"""oneDNN convolutions inside the jitted CPU step, through XLA's typed FFI.
+"""oneDNN convolution blocks inside the jitted CPU step, through XLA's typed FFI.
 
 XLA:CPU has no bf16 convolution and its float32 convolution gradients are slower than
-oneDNN's on x86-64, so the conv-pool blocks call oneDNN as FFI custom calls and leave
-everything around them (pooling, ReLU, loss, Adam) to XLA. The C++ source beside this
+oneDNN's on x86-64, so each conv-pool block of the tutorial network is one oneDNN FFI
+call forward (convolution, bias, ReLU and 2x2 max-pool on cache-sized batch chunks) and
+one backward (unpooling, bias sum, input and kernel gradients, chunk by chunk), and XLA
+keeps everything around them (dense layers, loss, Adam). The C++ source beside this
 file is compiled on first use with the machine's g++ against the `onednn-cpu-gomp`
 wheel's headers and library, into the charjax cache ($CHARJAX_CACHE or
 ~/.cache/charjax), keyed by a hash of everything the binary depends on.
@@ -44,6 +46,9 @@ TARGETS = {
     "charjax_onednn_block_bwd": "CharjaxBlockBackward",
     "charjax_onednn_block_bwd_weights": "CharjaxBlockBackwardWeights",
 }
+
+
+_registered: ctypes.CDLL | None = None  # the library whose FFI targets XLA holds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,11 +118,17 @@ def _load() -> Status:
         return Status(False, "no C++ compiler (g++ or $CXX) to build them")
     import jax
 
+    global _registered
     try:
-        lib = ctypes.cdll.LoadLibrary(str(_build(prefix, compiler)))
-        for name, symbol in TARGETS.items():
-            jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)),
-                                        platform="cpu")
+        # XLA keeps FFI targets for the life of the process: once registered, the same
+        # library serves every later status() (a second build elsewhere, e.g. under
+        # another CHARJAX_CACHE, would be refused as a duplicate registration)
+        lib = _registered or ctypes.cdll.LoadLibrary(str(_build(prefix, compiler)))
+        if _registered is None:
+            for name, symbol in TARGETS.items():
+                jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)),
+                                            platform="cpu")
+            _registered = lib
         v = lib.charjax_onednn_version()
         threads = threads_per_call()
         lib.charjax_onednn_set_threads(threads)

@@ -1,4 +1,5 @@
-// oneDNN convolutions as XLA FFI targets: forward, backward-data, backward-weights.
+// oneDNN convolutions as XLA FFI targets: forward, backward-data, backward-weights, and
+// the tutorial network's fused conv -> bias -> ReLU -> 2x2 max-pool block (below).
 //
 // Activations are NHWC, weights HWIO (JAX's layout for nn.Conv), stride 1, VALID.
 // float32 or bfloat16 inputs; the forward result and the weight gradient are float32
