@@ -268,8 +268,12 @@ template <> inline uint16_t FromF32<uint16_t>(float v) { return F32ToBf16(v); }
 struct Problem {
   int64_t n, h, w, c, kh, kw, o, ho, wo, hp, wp;
   dt in;
-  int threads;
-  int64_t chunk;  // images per chunk
+  int threads;     // the team: each thread takes every threads-th chunk
+  int64_t chunks;  // chunks in the batch
+  int64_t q, r;    // chunk ci holds q + (ci < r) images
+  int64_t chunk;   // the largest chunk
+  int64_t Size(int64_t ci) const { return q + (ci < r); }
+  int64_t Start(int64_t ci) const { return ci * q + std::min(ci, r); }
 };
 
 ffi::Error MakeProblem(ffi::DataType type, Dims nhwc, Dims hwio, Problem* p,
@@ -284,27 +288,33 @@ ffi::Error MakeProblem(ffi::DataType type, Dims nhwc, Dims hwio, Problem* p,
   p->hp = p->ho / 2; p->wp = p->wo / 2;
   p->threads = g_threads > 0 ? (p->n < kSmallBatch ? 1 : g_threads) : omp_get_max_threads();
   const int64_t per_image = p->ho * p->wo * p->o * 4;
-  p->chunk = std::max<int64_t>(1, std::min<int64_t>(p->n, chunk_bytes / per_image));
+  const int64_t want = std::max<int64_t>(1, std::min<int64_t>(p->n, chunk_bytes / per_image));
+  // a whole number of chunks per thread, as even as the batch allows
+  int64_t chunks = (p->n + want - 1) / want;
+  chunks = std::min<int64_t>(p->n, (chunks + p->threads - 1) / p->threads * p->threads);
+  p->chunks = chunks;  // sizes q + 1 (the first r chunks) and q: each thread's share even
+  p->q = p->n / chunks;
+  p->r = p->n % chunks;
+  p->chunk = p->q + (p->r > 0);
   return ffi::Error::Success();
 }
 
-// One oneDNN primitive for a chunk of `nc` images, with its scratchpad and (for the
-// forward and backward-data ops) the weights in the primitive's layout.
+// One single-threaded oneDNN primitive for a chunk of `nc` images and (for the forward
+// and backward-data ops) the weights in its layout. Each thread of the team runs it on
+// its own chunks with its own scratchpad: one parallel region per call, no barrier per
+// chunk (a team synchronising per chunk spun most of its time on a loaded machine).
 struct Prepared {
   std::shared_ptr<Entry> e;
-  memory scratch, prim_w;
+  memory prim_w;
 };
 
 Prepared Prepare(Op op, const Problem& p, int64_t nc, void* user_weights) {
-  const Key key = {op, static_cast<int64_t>(p.in), nc, p.h, p.w, p.c, p.kh, p.kw, p.o,
-                   p.threads};
+  const Key key = {op, static_cast<int64_t>(p.in), nc, p.h, p.w, p.c, p.kh, p.kw, p.o, 1};
   Prepared r;
+  omp_set_num_threads(1);  // oneDNN sizes the primitive by the caller's team
   r.e = Get(key);
   auto& eng = Engine();
-  r.scratch = memory(r.e->scratchpad, eng);
-  if (op == kBackwardWeights) {
-    r.prim_w = memory(r.e->prim_weights, eng);
-  } else if (r.e->reorder_weights) {
+  if (op != kBackwardWeights && r.e->reorder_weights) {
     thread_local dnnl::stream stream(eng);
     memory user_w(r.e->user_weights, eng, user_weights);
     r.prim_w = memory(r.e->prim_weights, eng);
@@ -312,7 +322,7 @@ Prepared Prepare(Op op, const Problem& p, int64_t nc, void* user_weights) {
     r.e->weights_reorder.execute(stream, {{DNNL_ARG_FROM, user_w}, {DNNL_ARG_TO, r.prim_w},
                                           {DNNL_ARG_SCRATCHPAD, rs}});
     stream.wait();
-  } else {
+  } else if (op != kBackwardWeights) {
     r.prim_w = memory(r.e->user_weights, eng, user_weights);
   }
   return r;
@@ -389,7 +399,6 @@ void PoolChunk(const Problem& p, int64_t nc, const float* z, const float* bias, 
                int8_t* idx) {
   const int64_t o = p.o, rows = nc * p.hp;
   const bool wide = HasAvx512() && o % 16 == 0;
-#pragma omp parallel for num_threads(p.threads) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t i = r / p.hp, py = r % p.hp;
     for (int64_t px = 0; px < p.wp; ++px) {
@@ -454,7 +463,6 @@ void UnpoolChunk(const Problem& p, int64_t nc, const T* g, const int8_t* idx, T*
   const int64_t o = p.o, rows = nc * p.hp;
   const bool wide = HasAvx512() && o % 16 == 0;
   if (p.ho % 2 || p.wo % 2) std::memset(gz, 0, sizeof(T) * nc * p.ho * p.wo * o);
-#pragma omp parallel for num_threads(p.threads) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t i = r / p.hp, py = r % p.hp;
     float* db = db_rows + r * o;
@@ -475,78 +483,118 @@ void UnpoolChunk(const Problem& p, int64_t nc, const T* g, const int8_t* idx, T*
 template <typename T>
 ffi::Error BlockForwardT(const Problem& p, const T* x, void* kernel, const float* bias,
                          T* out, int8_t* idx) {
-  omp_set_num_threads(p.threads);
-  auto& eng = Engine();
-  thread_local dnnl::stream stream(eng);
-  float* z = Scratch(p.chunk * p.ho * p.wo * p.o);
-  Prepared full = Prepare(kForward, p, p.chunk, kernel), rest;
-  for (int64_t i0 = 0; i0 < p.n; i0 += p.chunk) {
-    const int64_t nc = std::min(p.chunk, p.n - i0);
-    if (nc != p.chunk && !rest.e) rest = Prepare(kForward, p, nc, kernel);
-    Prepared& pr = nc == p.chunk ? full : rest;
-    memory xm(memory::desc({nc, p.c, p.h, p.w}, p.in, tag::nhwc), eng,
-              const_cast<T*>(x + i0 * p.h * p.w * p.c));
-    memory zm(memory::desc({nc, p.o, p.ho, p.wo}, dt::f32, tag::nhwc), eng, z);
-    pr.e->prim.execute(stream, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, pr.prim_w},
-                                {DNNL_ARG_DST, zm}, {DNNL_ARG_SCRATCHPAD, pr.scratch}});
-    stream.wait();
-    PoolChunk<T>(p, nc, z, bias, out + i0 * p.hp * p.wp * p.o, idx + i0 * p.hp * p.wp * p.o);
+  Prepared full = Prepare(kForward, p, p.chunk, kernel);
+  Prepared rest = p.q != p.chunk ? Prepare(kForward, p, p.q, kernel) : full;
+  bool failed = false;
+#pragma omp parallel num_threads(p.threads)
+  {
+    try {
+      auto& eng = Engine();
+      thread_local dnnl::stream stream(eng);
+      float* z = Scratch(p.chunk * p.ho * p.wo * p.o);
+      memory s_full(full.e->scratchpad, eng), s_rest(rest.e->scratchpad, eng);
+      for (int64_t ci = omp_get_thread_num(); ci < p.chunks; ci += omp_get_num_threads()) {
+        const int64_t i0 = p.Start(ci), nc = p.Size(ci);
+        Prepared& pr = nc == p.chunk ? full : rest;
+        memory xm(memory::desc({nc, p.c, p.h, p.w}, p.in, tag::nhwc), eng,
+                  const_cast<T*>(x + i0 * p.h * p.w * p.c));
+        memory zm(memory::desc({nc, p.o, p.ho, p.wo}, dt::f32, tag::nhwc), eng, z);
+        pr.e->prim.execute(stream, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, pr.prim_w},
+                                    {DNNL_ARG_DST, zm},
+                                    {DNNL_ARG_SCRATCHPAD, nc == p.chunk ? s_full : s_rest}});
+        stream.wait();
+        const int64_t off = i0 * p.hp * p.wp * p.o;
+        PoolChunk<T>(p, nc, z, bias, out + off, idx + off);
+      }
+    } catch (const dnnl::error&) {
+#pragma omp atomic write
+      failed = true;
+    }
   }
+  if (failed) return ffi::Error::Internal("charjax oneDNN block: forward failed");
   return ffi::Error::Success();
 }
 
 template <typename T>
 ffi::Error BlockBackwardT(const Problem& p, const T* x, void* kernel, const int8_t* idx,
                           const T* g, T* dx, float* dk, float* db) {
-  omp_set_num_threads(p.threads);
-  auto& eng = Engine();
-  thread_local dnnl::stream stream(eng);
-  const int64_t gz_elems = p.chunk * p.ho * p.wo * p.o;
-  // one buffer: gz (chunk, input type) | db rows (chunk * hp * o floats)
-  float* buf = Scratch((gz_elems * sizeof(T) + 3) / 4 + p.chunk * p.hp * p.o);
-  T* gz = reinterpret_cast<T*>(buf);
-  float* db_rows = buf + (gz_elems * sizeof(T) + 3) / 4;
-  Prepared wfull = Prepare(kBackwardWeights, p, p.chunk, nullptr), wrest;
+  Prepared wfull = Prepare(kBackwardWeights, p, p.chunk, nullptr);
+  Prepared wrest = p.q != p.chunk ? Prepare(kBackwardWeights, p, p.q, nullptr) : wfull;
   Prepared dfull, drest;
-  if (dx) dfull = Prepare(kBackwardData, p, p.chunk, kernel);
+  if (dx) {
+    dfull = Prepare(kBackwardData, p, p.chunk, kernel);
+    drest = p.q != p.chunk ? Prepare(kBackwardData, p, p.q, kernel) : dfull;
+  }
   const int64_t wn = p.kh * p.kw * p.c * p.o;
-  std::vector<float> part_user(wn);
+  // per-thread sums, added in thread order afterwards: deterministic for a fixed team
+  std::vector<float> dk_parts(p.threads * wn, 0.f), db_parts(p.threads * p.o, 0.f);
+  bool failed = false;
+#pragma omp parallel num_threads(p.threads)
+  {
+    try {
+      const int t = omp_get_thread_num();
+      auto& eng = Engine();
+      thread_local dnnl::stream stream(eng);
+      const int64_t gz_elems = p.chunk * p.ho * p.wo * p.o;
+      const int64_t gz_floats = (gz_elems * static_cast<int64_t>(sizeof(T)) + 63) / 64 * 16;
+      float* buf = Scratch(gz_floats + p.chunk * p.hp * p.o + wn);
+      T* gz = reinterpret_cast<T*>(buf);
+      float* db_rows = buf + gz_floats;
+      float* part_user = db_rows + p.chunk * p.hp * p.o;
+      float* dk_t = dk_parts.data() + t * wn;
+      float* db_t = db_parts.data() + t * p.o;
+      memory ws_full(wfull.e->scratchpad, eng), ws_rest(wrest.e->scratchpad, eng);
+      memory dw_full(wfull.e->prim_weights, eng), dw_rest(wrest.e->prim_weights, eng);
+      memory ds_full, ds_rest;
+      if (dx) {
+        ds_full = memory(dfull.e->scratchpad, eng);
+        ds_rest = memory(drest.e->scratchpad, eng);
+      }
+      for (int64_t ci = t; ci < p.chunks; ci += omp_get_num_threads()) {
+        const int64_t i0 = p.Start(ci), nc = p.Size(ci);
+        const bool is_full = nc == p.chunk;
+        const int64_t off = i0 * p.hp * p.wp * p.o;
+        UnpoolChunk<T>(p, nc, g + off, idx + off, gz, db_rows);
+        for (int64_t r = 0; r < nc * p.hp; ++r)
+          for (int64_t k = 0; k < p.o; ++k) db_t[k] += db_rows[r * p.o + k];
+        memory gzm(memory::desc({nc, p.o, p.ho, p.wo}, p.in, tag::nhwc), eng, gz);
+        memory xm(memory::desc({nc, p.c, p.h, p.w}, p.in, tag::nhwc), eng,
+                  const_cast<T*>(x + i0 * p.h * p.w * p.c));
+        if (dx) {
+          Prepared& d = is_full ? dfull : drest;
+          memory dxm(memory::desc({nc, p.c, p.h, p.w}, p.in, tag::nhwc), eng,
+                     dx + i0 * p.h * p.w * p.c);
+          d.e->prim.execute(stream, {{DNNL_ARG_DIFF_DST, gzm}, {DNNL_ARG_WEIGHTS, d.prim_w},
+                                     {DNNL_ARG_DIFF_SRC, dxm},
+                                     {DNNL_ARG_SCRATCHPAD, is_full ? ds_full : ds_rest}});
+        }
+        Prepared& w = is_full ? wfull : wrest;
+        memory& dw = is_full ? dw_full : dw_rest;
+        w.e->prim.execute(stream, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_DST, gzm},
+                                   {DNNL_ARG_DIFF_WEIGHTS, dw},
+                                   {DNNL_ARG_SCRATCHPAD, is_full ? ws_full : ws_rest}});
+        const float* part = static_cast<const float*>(dw.get_data_handle());
+        if (w.e->reorder_weights) {  // chunk sizes may differ in layout: sum in HWIO
+          memory user(w.e->user_weights, eng, part_user);
+          memory rs(w.e->reorder_scratchpad, eng);
+          w.e->weights_reorder.execute(stream, {{DNNL_ARG_FROM, dw}, {DNNL_ARG_TO, user},
+                                                {DNNL_ARG_SCRATCHPAD, rs}});
+          part = part_user;
+        }
+        stream.wait();
+        for (int64_t j = 0; j < wn; ++j) dk_t[j] += part[j];
+      }
+    } catch (const dnnl::error&) {
+#pragma omp atomic write
+      failed = true;
+    }
+  }
+  if (failed) return ffi::Error::Internal("charjax oneDNN block: backward failed");
   for (int64_t j = 0; j < wn; ++j) dk[j] = 0.f;
   for (int64_t k = 0; k < p.o; ++k) db[k] = 0.f;
-  for (int64_t i0 = 0; i0 < p.n; i0 += p.chunk) {
-    const int64_t nc = std::min(p.chunk, p.n - i0);
-    if (nc != p.chunk && !wrest.e) {
-      wrest = Prepare(kBackwardWeights, p, nc, nullptr);
-      if (dx) drest = Prepare(kBackwardData, p, nc, kernel);
-    }
-    Prepared& w = nc == p.chunk ? wfull : wrest;
-    const int64_t off = i0 * p.hp * p.wp * p.o;
-    UnpoolChunk<T>(p, nc, g + off, idx + off, gz, db_rows);
-    for (int64_t r = 0; r < nc * p.hp; ++r)
-      for (int64_t k = 0; k < p.o; ++k) db[k] += db_rows[r * p.o + k];
-    memory gzm(memory::desc({nc, p.o, p.ho, p.wo}, p.in, tag::nhwc), eng, gz);
-    memory xm(memory::desc({nc, p.c, p.h, p.w}, p.in, tag::nhwc), eng,
-              const_cast<T*>(x + i0 * p.h * p.w * p.c));
-    if (dx) {
-      Prepared& d = nc == p.chunk ? dfull : drest;
-      memory dxm(memory::desc({nc, p.c, p.h, p.w}, p.in, tag::nhwc), eng,
-                 dx + i0 * p.h * p.w * p.c);
-      d.e->prim.execute(stream, {{DNNL_ARG_DIFF_DST, gzm}, {DNNL_ARG_WEIGHTS, d.prim_w},
-                                 {DNNL_ARG_DIFF_SRC, dxm}, {DNNL_ARG_SCRATCHPAD, d.scratch}});
-    }
-    w.e->prim.execute(stream, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_DST, gzm},
-                               {DNNL_ARG_DIFF_WEIGHTS, w.prim_w},
-                               {DNNL_ARG_SCRATCHPAD, w.scratch}});
-    const float* part = static_cast<const float*>(w.prim_w.get_data_handle());
-    if (w.e->reorder_weights) {  // chunk sizes may differ in layout: sum in HWIO
-      memory user(w.e->user_weights, eng, part_user.data());
-      memory rs(w.e->reorder_scratchpad, eng);
-      w.e->weights_reorder.execute(stream, {{DNNL_ARG_FROM, w.prim_w}, {DNNL_ARG_TO, user},
-                                            {DNNL_ARG_SCRATCHPAD, rs}});
-      part = part_user.data();
-    }
-    stream.wait();
-    for (int64_t j = 0; j < wn; ++j) dk[j] += part[j];
+  for (int t = 0; t < p.threads; ++t) {
+    for (int64_t j = 0; j < wn; ++j) dk[j] += dk_parts[t * wn + j];
+    for (int64_t k = 0; k < p.o; ++k) db[k] += db_parts[t * p.o + k];
   }
   return ffi::Error::Success();
 }
