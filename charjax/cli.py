@@ -407,10 +407,26 @@ COMMANDS: dict[str, tuple[Callable[[], None], Callable[[list[str]], None]]] = {
 }
 
 
+class _StderrHandler(std_logging.StreamHandler):
+    """Writes to sys.stderr as it is when a record comes, not as it was when the handler was
+    made: a caller (a notebook, a test harness) may replace and close its stderr in between."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_console_logging() -> None:
     """charjax's own progress as plain timestamped lines; libraries' INFO chatter stays quiet."""
     logging.set_verbosity(logging.WARNING)
-    handler = std_logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(std_logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     logger = std_logging.getLogger("charjax")
     logger.handlers[:] = [handler]

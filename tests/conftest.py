@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
+import json
 import os
 import shutil
 import tempfile
 
-# One on-disk cache of compiled XLA programs for the session and every process it starts
-# (command-line tests, multi-device runs): the same tiny model's steps compile once, not
-# once per process. Set before JAX compiles anything; removed when the session ends.
-_JIT_CACHE = tempfile.mkdtemp(prefix="charjax-test-jit-")
-atexit.register(shutil.rmtree, _JIT_CACHE, ignore_errors=True)
+# One folder for the whole test run, shared by every process it starts (pytest-xdist's
+# workers, command-line tests, multi-device runs): the first process creates it and passes
+# it on in the environment; only that process removes it at exit. It holds
+# - the on-disk cache of compiled XLA programs: the same tiny model's steps compile once
+#   per run, not once per process (set before JAX compiles anything);
+# - the charjax cache (synthetic data, the oneDNN kernels' build);
+# - the shared tiny training run (`trained_run`).
+_SESSION_ENV = "CHARJAX_TEST_SESSION_DIR"
+SESSION_DIR = os.environ.get(_SESSION_ENV)
+if not SESSION_DIR or not os.path.isdir(SESSION_DIR):
+    SESSION_DIR = tempfile.mkdtemp(prefix="charjax-test-")
+    os.environ[_SESSION_ENV] = SESSION_DIR
+    atexit.register(shutil.rmtree, SESSION_DIR, ignore_errors=True)
+_JIT_CACHE = os.path.join(SESSION_DIR, "jit")
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _JIT_CACHE
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
@@ -79,12 +91,23 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
     return default_config(**{f"data.{k}": v for k, v in overrides.items()}).data
 
 
+@contextlib.contextmanager
+def _session_lock(name: str):
+    """An exclusive lock on SESSION_DIR/NAME.lock, across the run's processes."""
+    with open(os.path.join(SESSION_DIR, f"{name}.lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @pytest.fixture(autouse=True, scope="session")
-def cache_dir(tmp_path_factory):
-    """One synthetic-data cache for the whole session, never the user's ~/.cache."""
-    path = tmp_path_factory.mktemp("charjax-cache")
+def cache_dir():
+    """One charjax cache (synthetic data, kernels) for the whole run, never ~/.cache."""
+    path = os.path.join(SESSION_DIR, "charjax-cache")
     old = os.environ.get("CHARJAX_CACHE")
-    os.environ["CHARJAX_CACHE"] = str(path)
+    os.environ["CHARJAX_CACHE"] = path
     yield path
     if old is None:
         os.environ.pop("CHARJAX_CACHE", None)
@@ -93,10 +116,18 @@ def cache_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory):
-    """One tiny two-epoch run shared by the eval, predict and reporting tests."""
-    from charjax import train
+def trained_run():
+    """One tiny two-epoch run shared by the eval, predict and reporting tests (trained
+    once per test run, by whichever process needs it first). Tests only read it: copy it
+    to change it."""
+    import pathlib
 
-    workdir = tmp_path_factory.mktemp("trained-run")
-    result = train.train_and_evaluate(tiny_config(num_epochs=2), str(workdir))
-    return workdir, result
+    workdir = pathlib.Path(SESSION_DIR, "trained-run")
+    returned = pathlib.Path(SESSION_DIR, "trained-run.json")  # what training returned
+    with _session_lock("trained-run"):
+        if not returned.exists():
+            shutil.rmtree(workdir, ignore_errors=True)  # a process that died mid-run
+            result = train.train_and_evaluate(tiny_config(num_epochs=2), str(workdir))
+            returned.write_text(json.dumps(result))
+            return workdir, result
+    return workdir, json.loads(returned.read_text())

@@ -82,8 +82,11 @@ def test_sigkill_then_resume_gives_bit_identical_weights(trained_run, tmp_path):
     assert strip == [{k: v for k, v in e.items() if k != "seconds"} for e in history_b]
 
 
-def test_resume_with_another_config_names_the_fields(trained_run):
-    workdir, _ = trained_run
+def test_resume_with_another_config_names_the_fields(trained_run, tmp_path):
+    import shutil
+
+    workdir = tmp_path / "run"  # a copy: the refused run takes the workdir's lock
+    shutil.copytree(trained_run[0], workdir)
     before = sorted(os.listdir(workdir / "checkpoints"))
     config_json = (workdir / "config.json").read_text()
     with pytest.raises(CheckpointError, match=r"learning_rate: 0.002 -> 0.5"):

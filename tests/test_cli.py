@@ -118,3 +118,21 @@ def test_predict_names_the_right_character_for_a_known_image(runs):
 def test_predict_an_unreadable_image_is_one_readable_line(runs):
     results, files = runs
     assert_one_line_error(results["predict-bad"], str(files["bad"]))
+
+
+def test_console_logging_writes_to_the_current_stderr(monkeypatch):
+    """A harness may swap and close stderr between two commands run in one process."""
+    import io
+    import logging
+    import sys
+
+    from charjax import cli
+
+    cli.setup_console_logging()
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    logging.getLogger("charjax.test").info("one")
+    first.close()
+    monkeypatch.setattr(sys, "stderr", second)
+    logging.getLogger("charjax.test").info("two")
+    assert second.getvalue().endswith(" two\n"), second.getvalue()

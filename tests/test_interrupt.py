@@ -1,13 +1,13 @@
 """Ctrl-C and SIGTERM mid-run: exit 130 / 143, the checkpoint in flight finished, resume exact."""
 
+import json
 import os
 import signal
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
+from cli import run_many
 from conftest import ROOT, tiny_config, tiny_overrides
 
 from charjax import checkpoints, cli, train
@@ -16,12 +16,22 @@ EPOCHS = 6
 # Reports (TensorBoard, plots) cost seconds and play no part in stopping and resuming.
 QUIET = {"report.tensorboard": False, "report.plots": False}
 
-# Child process: the tiny run through the real `charjax` entry point. Once this process
-# has saved a checkpoint it sends itself SIGINT at the 3rd step of the next epoch, so the
-# signal lands mid-epoch, with steps queued on the device and the save possibly in flight.
-_INTERRUPTED_RUN = """
-import os, signal, sys
-from charjax import checkpoints, cli, train
+# Before each command line (cli.run_many runs each in a fresh fork of one process that has
+# imported charjax): record what the previous command left in the workdir, then patch the
+# run so that once it has saved a checkpoint it sends itself SIGINT at the 3rd step of the
+# next epoch: the signal lands mid-epoch, with steps queued on the device and the save
+# possibly in flight.
+_RECORD = """
+import json, os
+workdir = {workdir!r}
+left = {{"steps": sorted(os.listdir(os.path.join(workdir, "checkpoints"))),
+         "files": sorted(os.listdir(workdir))}} if os.path.isdir(workdir) else None
+with open({out!r}, "w") as f:
+    json.dump(left, f)
+"""
+_INTERRUPT = """
+import os, signal
+from charjax import checkpoints, train
 
 saved = []
 write = checkpoints.save
@@ -39,15 +49,13 @@ def make_step(*args, **kwargs):
         if saved:
             calls[0] += 1
             if calls[0] == 3:
-                os.kill(os.getpid(), signal.{signal})
+                os.kill(os.getpid(), signal.SIGINT)
         return step_fn(*step_args)
 
     return counted
 
 checkpoints.save = save
 train.make_device_train_step = make_step
-sys.argv = {argv!r}
-cli.run()
 """
 
 
@@ -69,29 +77,33 @@ def test_sigint_five_times_exits_130_and_resumes_bit_identical(tmp_path):
     train.train_and_evaluate(tiny_config(num_epochs=EPOCHS, **QUIET), str(straight))
 
     workdir = tmp_path / "interrupted"
-    # The children share a compilation cache: only the first compiles the steps.
-    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}
+    argv = _argv(workdir)[1:]
+
+    def record(name):
+        return _RECORD.format(workdir=str(workdir), out=str(tmp_path / f"left-by-{name}.json"))
+
+    cases = {"1": (argv, record("none") + _INTERRUPT)}
+    cases |= {str(n): (argv, record(n - 1) + _INTERRUPT) for n in range(2, 6)}
+    cases["resumed"] = (argv, record(5))
+    runs = run_many(cases)
     for attempt in range(1, 6):
-        script = _INTERRUPTED_RUN.format(signal="SIGINT", argv=_argv(workdir))
-        proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                              text=True, timeout=300, env=env)
+        proc = runs[str(attempt)]
         assert proc.returncode == 130, (attempt, proc.returncode, proc.stderr[-2000:])
         assert "Traceback" not in proc.stderr
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith("charjax train: error: interrupted (SIGINT)"), last
         assert "rerun the same command to resume" in last
-        steps = sorted(os.listdir(workdir / "checkpoints"))
+        left = json.loads((tmp_path / f"left-by-{attempt}.json").read_text())
+        steps = left["steps"]
         assert [s for s in steps if not s.isdigit()] == [], steps  # no half-written step
         assert max(int(s) for s in steps) == attempt  # each run kept the epoch it finished
-        assert not (workdir / "metrics.json").exists()
-        assert not (workdir / "train.lock").exists()
+        assert "metrics.json" not in left["files"] and "train.lock" not in left["files"]
+    assert json.loads((tmp_path / "left-by-none.json").read_text()) is None
 
-    resumed = subprocess.run([sys.executable, "-m", "charjax", *_argv(workdir)[1:]], cwd=ROOT,
-                             capture_output=True, text=True, timeout=300, env=env)
+    resumed = runs["resumed"]
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from the checkpoint of epoch 5" in resumed.stderr
+    assert (workdir / "metrics.json").exists()
 
     (a, history_a), (b, history_b) = _final_state(straight), _final_state(workdir)
     assert int(a.step) == int(b.step)

@@ -3,6 +3,8 @@ deterministic, and a clean fallback to XLA when they cannot be loaded."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -183,10 +185,10 @@ def test_train_step_matches_the_xla_path_and_is_deterministic():
 
 @pytest.fixture
 def no_kernels(monkeypatch):
-    """Reloads charjax.kernels under the patched environment, and again afterwards."""
-    kernels.status.cache_clear()
-    yield monkeypatch
-    kernels.status.cache_clear()
+    """Loads charjax.kernels afresh under the patched environment; the process's own status
+    comes back afterwards (a process registers the kernels once: a second load would fail)."""
+    monkeypatch.setattr(kernels, "status", functools.cache(kernels._load))
+    return monkeypatch
 
 
 @pytest.mark.parametrize("how", ["env", "compiler", "load"])
