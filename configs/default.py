@@ -77,7 +77,7 @@ def get_config() -> ml_collections.ConfigDict:
     # ink); npz and tfds arrays are taken as framed already (EMNIST is "fit").
     config.data.framing = "fit"  # reads real handwriting far better (benchmarks/RESULTS.md)
     config.data.synthetic = ml_collections.ConfigDict()
-    config.data.synthetic.num_images = 62 * 1200  # source "synthetic": images, balanced
+    config.data.synthetic.num_images = 62 * 2400  # source "synthetic": images, balanced
     config.data.synthetic.seed = 0  # the generator's seed: same seed, same pixels
     # Bad files (unreadable, unlabelled, outside the charset) stop the load with one error
     # naming the file; True leaves them out and lists them in WORKDIR/skipped_files.txt.

@@ -43,7 +43,7 @@ from charjax import framing as framing_geometry
 from charjax.datasets.base import Dataset
 from charjax.datasets.hand_glyphs import HAND_GLYPHS
 
-GENERATOR_VERSION: int = 3  # bump whenever the pixels for a given seed change
+GENERATOR_VERSION: int = 4  # bump whenever the pixels for a given seed change
 FRAMINGS: tuple[str, ...] = framing_geometry.FRAMINGS
 
 _log = logging.getLogger("charjax.datasets.synthetic")
@@ -108,7 +108,7 @@ _HERSHEY_CAP, _HERSHEY_BASE = 21.0, 9.0  # Hershey units: cap line at -12, basel
 # How often each kind of source draws a sample, whatever the number of glyphs in it: pen
 # skeletons of hand-printed forms (hand_glyphs.py) and the single-stroke Hershey faces look
 # written; outline fonts add typeset variety. A family a class lacks gives its share to the rest.
-_FAMILY_SHARE: dict[str, float] = {"hand": 0.45, "hershey": 0.33, "outline": 0.22}
+_FAMILY_SHARE: dict[str, float] = {"hand": 0.55, "hershey": 0.3, "outline": 0.15}
 # Pairs that some sources draw (almost) the same. Where a source does, only the first class
 # keeps that glyph, so line-framed classes stay separable (e.g. a bare bar is `l`, never `I`).
 # The number is the shape difference (see _shape_difference) below which the pair counts as
