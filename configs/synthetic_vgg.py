@@ -5,7 +5,8 @@ configs/emnist_vgg_finetune.py.
 configs/default.py's data (fit-framed synthetic characters, 74,400 images, no real image)
 and augmentation, with configs/emnist_vgg.py's model and optimizer (compact_vgg, dropout
 0.5, Adam 2e-3, one warm-up epoch, cosine decay) so the weights fit that config. Four
-epochs: the model is about four times the tutorial's cost per image.
+epochs, to keep the pair's cost near two configs/emnist_vgg.py runs. Not yet measured:
+benchmarks/RESULTS.md holds figures only for the tutorial model's pretraining.
 """
 
 import ml_collections
