@@ -141,12 +141,35 @@ def _flags_parser(command: str) -> Callable[[list[str]], list[str]]:
     return parse
 
 
-def _define_train_flags() -> None:
+class _ConfigFileParser(flags.ArgumentParser):
+    """--config FILE[:ARG]: the file's get_config([ARG]), loaded by config_files with
+    importlib's exec_module (ml_collections' own parser calls the deprecated load_module())."""
+
+    def parse(self, argument: str):
+        from charjax import config_files
+
+        file, *arg = argument.split(":", 1)
+        config = config_files.load(file, *arg)
+        if callable(getattr(config, "lock", None)):
+            config.lock()
+        return config
+
+    def flag_type(self) -> str:
+        return "config object"
+
+
+def _define_config_flag(help_string: str) -> None:
+    """--config as ml_collections defines it (`--config.FIELD=VALUE` overrides, locked),
+    with the file loaded by _ConfigFileParser."""
     from ml_collections import config_flags
 
-    config_flags.DEFINE_config_file(
-        "config", None, "A shipped config by name (default) or a config file's path.",
-        lock_config=True, sys_argv=_ARGV)
+    config_flags.DEFINE_config_file("config", None, help_string, lock_config=True,
+                                    sys_argv=_ARGV)
+    FLAGS["config"].parser = _ConfigFileParser()
+
+
+def _define_train_flags() -> None:
+    _define_config_flag("A shipped config by name (default) or a config file's path.")
     flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, logs.")
     flags.mark_flags_as_required(["config", "workdir"])
 
@@ -338,15 +361,11 @@ DATA_USAGE = "charjax data {export|preview} --dataset SPEC --out PATH [FLAGS]"
 
 
 def _define_data_flags() -> None:
-    from ml_collections import config_flags
-
     flags.DEFINE_string("dataset", None, "Dataset spec: synthetic, npz:PATH, folder:PATH, "
                         "tfds:NAME[:SPLIT].")
     flags.DEFINE_string("out", None, "export: a new or empty folder; preview: a .png file.")
-    config_flags.DEFINE_config_file(
-        "config", None, "Optional config file; its data block (folder pattern, skip_bad, "
-        "synthetic size, tfds_data_dir) and augment block are used.", lock_config=True,
-        sys_argv=_ARGV)
+    _define_config_flag("Optional config file; its data block (folder pattern, skip_bad, "
+                        "synthetic size, tfds_data_dir) and augment block are used.")
     flags.DEFINE_integer("n", 64, "preview: how many images.")
     flags.DEFINE_bool("augment", False, "preview: show the images distorted by augmentation.")
     flags.DEFINE_integer("seed", 0, "preview: the augmentation draw.")

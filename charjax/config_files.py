@@ -51,8 +51,9 @@ def resolve(name_or_path: str) -> str:
     )
 
 
-def load(name_or_path: str) -> ml_collections.ConfigDict:
-    """The `get_config()` of a shipped config (by name) or of the config file at a path."""
+def load(name_or_path: str, *args: str) -> ml_collections.ConfigDict:
+    """The `get_config(*args)` of a shipped config (by name) or of the config file at a path
+    (`args`: the ARG of `--config FILE:ARG`, for configs that take one)."""
     path = resolve(name_or_path)
     stem = os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location("charjax_config_" + stem, path)
@@ -60,4 +61,4 @@ def load(name_or_path: str) -> ml_collections.ConfigDict:
         raise CharjaxError(f"{path}: not a Python config file")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module.get_config(*args)

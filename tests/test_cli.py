@@ -136,3 +136,23 @@ def test_console_logging_writes_to_the_current_stderr(monkeypatch):
     monkeypatch.setattr(sys, "stderr", second)
     logging.getLogger("charjax.test").info("two")
     assert second.getvalue().endswith(" two\n"), second.getvalue()
+
+
+def test_a_config_file_loads_without_deprecation_warnings(tmp_path, capsys):
+    """--config goes through config_files (importlib's exec_module), not load_module()."""
+    import warnings
+
+    from charjax import cli
+
+    config = tmp_path / "mine.py"
+    config.write_text("from charjax_configs import default\n\n\ndef get_config():\n"
+                      "    config = default.get_config()\n    config.batch_size = 7\n"
+                      "    return config\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # the file loads, then the misspelt override stops the command before any training
+        with pytest.raises(SystemExit) as stop:
+            cli.run(["charjax", "train", "--config", str(config), "--workdir",
+                     str(tmp_path / "w"), "--config.batch_size=8", "--config.batch_sze=9"])
+    assert stop.value.code != 0
+    assert "batch_sze" in capsys.readouterr().err
