@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import json
 import os
+import pathlib
 import shutil
 import tempfile
 
@@ -24,6 +25,7 @@ if not SESSION_DIR or not os.path.isdir(SESSION_DIR):
     os.environ[_SESSION_ENV] = SESSION_DIR
     atexit.register(shutil.rmtree, SESSION_DIR, ignore_errors=True)
 _JIT_CACHE = os.path.join(SESSION_DIR, "jit")
+_CHARJAX_CACHE = os.path.join(SESSION_DIR, "charjax-cache")
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _JIT_CACHE
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
@@ -105,7 +107,7 @@ def _session_lock(name: str):
 @pytest.fixture(autouse=True, scope="session")
 def cache_dir():
     """One charjax cache (synthetic data, kernels) for the whole run, never ~/.cache."""
-    path = os.path.join(SESSION_DIR, "charjax-cache")
+    path = _CHARJAX_CACHE
     old = os.environ.get("CHARJAX_CACHE")
     os.environ["CHARJAX_CACHE"] = path
     yield path
@@ -115,19 +117,48 @@ def cache_dir():
         os.environ["CHARJAX_CACHE"] = old
 
 
-@pytest.fixture(scope="session")
-def trained_run():
-    """One tiny two-epoch run shared by the eval, predict and reporting tests (trained
-    once per test run, by whichever process needs it first). Tests only read it: copy it
-    to change it."""
-    import pathlib
-
+def _shared_run() -> tuple[pathlib.Path, dict]:
+    """(workdir, what training returned) of the shared tiny two-epoch run: trained once per
+    test run, by whichever process asks first, while the others wait."""
     workdir = pathlib.Path(SESSION_DIR, "trained-run")
-    returned = pathlib.Path(SESSION_DIR, "trained-run.json")  # what training returned
+    returned = pathlib.Path(SESSION_DIR, "trained-run.json")
     with _session_lock("trained-run"):
         if not returned.exists():
             shutil.rmtree(workdir, ignore_errors=True)  # a process that died mid-run
-            result = train.train_and_evaluate(tiny_config(num_epochs=2), str(workdir))
+            old = os.environ.get("CHARJAX_CACHE")
+            os.environ["CHARJAX_CACHE"] = _CHARJAX_CACHE
+            try:
+                result = train.train_and_evaluate(tiny_config(num_epochs=2), str(workdir))
+            finally:
+                if old is None:
+                    os.environ.pop("CHARJAX_CACHE", None)
+                else:
+                    os.environ["CHARJAX_CACHE"] = old
             returned.write_text(json.dumps(result))
             return workdir, result
     return workdir, json.loads(returned.read_text())
+
+
+_NEEDS_SHARED_RUN = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """The files that use the shared run go last: with pytest-xdist, the first worker trains
+    it before its first test (pytest_runtestloop) while the other starts on the rest."""
+    global _NEEDS_SHARED_RUN
+    uses = {item.path for item in items if "trained_run" in getattr(item, "fixturenames", ())}
+    items.sort(key=lambda item: item.path in uses)  # stable: the order within stays
+    _NEEDS_SHARED_RUN = bool(uses)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session):
+    if _NEEDS_SHARED_RUN and os.environ.get("PYTEST_XDIST_WORKER") == "gw0":
+        _shared_run()
+
+
+@pytest.fixture(scope="session")
+def trained_run():
+    """One tiny two-epoch run shared by the eval, predict and reporting tests. Tests only
+    read it: copy it to change it."""
+    return _shared_run()
