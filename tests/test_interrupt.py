@@ -130,16 +130,20 @@ def test_sigterm_mid_epoch_exits_143_in_process(tmp_path, capsys, monkeypatch):
         return counted
 
     monkeypatch.setattr(train, "make_device_train_step", make_step)
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # as in a plain `python` process (a pytest-xdist worker ignores SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(SystemExit) as exit_info:
             cli.run(_argv(tmp_path / "w"))
+        after = signal.getsignal(signal.SIGINT)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     assert exit_info.value.code == 143
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("charjax train: error: interrupted (SIGTERM)"), last
     # stopped in epoch 1, before its first checkpoint: no step, no metrics, no lock left
     left = set(os.listdir(tmp_path / "w"))
     assert "config.json" in left and not left & {"checkpoints", "metrics.json", "train.lock"}
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert after is signal.default_int_handler  # put back as it was
