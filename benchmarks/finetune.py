@@ -21,12 +21,9 @@ is missing; delete a workdir to retrain it.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import pathlib
-import platform
-import re
 import subprocess
 import sys
 import time
@@ -36,6 +33,10 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 BEGIN, END = "<!-- finetune:begin -->", "<!-- finetune:end -->"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from results_md import when_and_where, write_section  # noqa: E402
+
 # model -> (pretraining config, EMNIST-alone config, fine-tune config)
 RECIPES = {
     "tutorial": ("configs/default.py", "configs/emnist.py", "configs/emnist_finetune.py"),
@@ -87,14 +88,12 @@ def _val_at(run: dict, epoch: int) -> str:
 
 def markdown(model: str, pretrain: dict, zero_shot: float, rows: list[dict]) -> str:
     """The RESULTS.md section: one line per run, then the means per recipe."""
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    load = os.getloadavg()[0]
     lines = [
         BEGIN,
         "## Synthetic pretraining, then EMNIST (`benchmarks/finetune.py`)",
         "",
-        f"{when}, {platform.machine()} with {os.cpu_count()} cores, load average {load:.1f} at "
-        "the end (the cores were shared: times are pessimistic). Split of `configs/emnist.py` "
+        f"{when_and_where()}. "
+        "Split of `configs/emnist.py` "
         "(EMNIST ByClass 30k, stratified, val 0.1, test 0.2, split_seed 0: 20,998 / 2,999 / "
         "6,003 images). *from scratch* is the EMNIST config as it is; *fine-tuned* the same "
         "config started from the synthetic-only run's best weights (`init_from`, fresh "
@@ -137,14 +136,6 @@ def markdown(model: str, pretrain: dict, zero_shot: float, rows: list[dict]) -> 
     return "\n".join(lines)
 
 
-def write_section(text: str, path: pathlib.Path = RESULTS) -> None:
-    """Replaces this benchmark's section of RESULTS.md (or appends it)."""
-    old = path.read_text()
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip() + "\n\n" + text
-    path.write_text(new + ("" if new.endswith("\n") else "\n"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=sorted(RECIPES), default="tutorial")
@@ -178,7 +169,7 @@ def main() -> None:
     text = markdown(args.model, pretrain, zero_shot, rows)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(text, BEGIN, END, RESULTS)
     sys.stdout.flush()
 
 

@@ -16,12 +16,8 @@ same classes. EMNIST is only scored here; nothing from it reaches the training.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import pathlib
-import platform
-import re
 import subprocess
 import sys
 import time
@@ -32,6 +28,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from error_groups import group_of  # noqa: E402
+from results_md import when_and_where, write_section  # noqa: E402
 
 from charjax import charset, checkpoints, evaluate, preview  # noqa: E402
 from charjax.datasets import npz, synthetic  # noqa: E402
@@ -100,14 +97,12 @@ def sample_figure(emnist: pathlib.Path, path: pathlib.Path, per_class: int = 8) 
 
 def markdown(rows: list[dict], speed: float) -> str:
     """The RESULTS.md section for these runs."""
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    load = os.getloadavg()[0]
     lines = [
         BEGIN,
         "## Synthetic data -> real handwriting (`benchmarks/transfer.py`)",
         "",
-        f"{when}, {platform.machine()} with {os.cpu_count()} cores, load average {load:.1f} at "
-        "the end (the cores were shared: wall times are pessimistic). Each run trains on the "
+        f"{when_and_where()}. "
+        "Each run trains on the "
         "embedded synthetic set only and is scored on all 30,000 images of "
         "`shared/data/emnist-byclass/emnist_byclass_30k.npz` with `charjax eval`. "
         "*Look-alike accuracy* also counts a prediction in the true class's look-alike group "
@@ -157,14 +152,6 @@ def markdown(rows: list[dict], speed: float) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: pathlib.Path = RESULTS) -> None:
-    """Replaces the transfer section of RESULTS.md (or appends it)."""
-    old = path.read_text()
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip() + "\n\n" + text
-    path.write_text(new + ("" if new.endswith("\n") else "\n"))
-
-
 def _own_test(workdir: pathlib.Path) -> str:
     metrics = workdir / "metrics.json"
     if not metrics.exists():
@@ -199,7 +186,7 @@ def main() -> None:
     text = markdown(rows, speed)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(text, BEGIN, END, RESULTS)
 
 
 if __name__ == "__main__":
