@@ -301,8 +301,8 @@ def _fused_fwd(x: jax.Array, kernel: jax.Array, bias: jax.Array):
 def _fused_bwd(res: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     x, kernel, index = res
     g = g.astype(x.dtype)
-    f32 = jax.ShapeDtypeStruct
-    grads = (f32(kernel.shape, jnp.float32), f32(kernel.shape[-1:], jnp.float32))
+    grads = (jax.ShapeDtypeStruct(kernel.shape, jnp.float32),
+             jax.ShapeDtypeStruct(kernel.shape[-1:], jnp.float32))
     if x.shape[-1] == 1:
         # A 1-channel input is the image: its gradient is rarely wanted, so the fused
         # call skips it and XLA's (dropped as dead code when unused) stands in.
@@ -311,7 +311,7 @@ def _fused_bwd(res: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array, jax.Arra
         d_x = _input_grad(_unpool(g, index), kernel.astype(x.dtype), x.shape)
     else:
         d_x, d_kernel, d_bias = jax.ffi.ffi_call(
-            "charjax_onednn_block_bwd", (f32(x.shape, x.dtype), *grads))(
+            "charjax_onednn_block_bwd", (jax.ShapeDtypeStruct(x.shape, x.dtype), *grads))(
             x, kernel.astype(x.dtype), index, g)
     return d_x, d_kernel.astype(kernel.dtype), d_bias.astype(kernel.dtype)
 

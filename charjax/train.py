@@ -241,7 +241,7 @@ def _check_resume_config(
         )
 
 
-def _init_from(state: TrainState, other_workdir: str, framing: str | None = None) -> TrainState:
+def _init_from(state: TrainState, other_workdir: str, framing: str) -> TrainState:
     """The tutorial's `reload`: start from another run's best weights, fresh optimizer.
 
     The weights taken are the ones that run evaluated (its moving average, if it kept one);
@@ -257,7 +257,7 @@ def _init_from(state: TrainState, other_workdir: str, framing: str | None = None
             "config.model; set --config.model.* to match that run, or drop init_from"
         )
     other_framing = other_config.data.framing
-    if framing is not None and other_framing != framing:
+    if other_framing != framing:
         log.warning("%s was trained on %s-framed images, this run's are %s-framed",
                     other_workdir, other_framing, framing)
     log.info("starting from the best weights of %s", other_workdir)

@@ -108,7 +108,8 @@ def test_init_from_starts_from_the_best_weights(trained_run, tmp_path):
     best, _ = checkpoints.load_for_inference(workdir)
     config = tiny_config(init_from=str(workdir))
     key = jax.random.key(config.seed)
-    state = train._init_from(train.create_train_state(config, key), str(workdir))
+    state = train._init_from(train.create_train_state(config, key), str(workdir),
+                             config.data.framing)
     for x, y in zip(jax.tree_util.tree_leaves(state.params),
                     jax.tree_util.tree_leaves(best.params), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
