@@ -26,12 +26,13 @@ HAND_GLYPHS: dict[str, tuple[tuple[str, float], ...]] = {
         ("2,-11.5 -1,-12 -4.5,-10 -6,-4 -5.5,3 -3,8 0.5,9 4,7 6,1 5.5,-6 3,-11 -1,-11", 1.0),
         ("0,-12 -3.5,-10.5 -4.5,-4 -4.5,3 -2.5,8 0,9 2.5,8 4.5,3 4.5,-4 3.5,-10.5 0,-12", 0.6),
     ),
-    # Most people print 1 as one downstroke, some with a flag; the foot is a typesetter's.
+    # Most people print 1 as one downstroke, as school hands teach it (Zaner-Bloser and
+    # D'Nealian alike); some add a flag; the foot is a typesetter's and rarely written.
     "1": (
-        ("0,-12 0,9", 2.0),
+        ("0,-12 0,9", 3.0),
         ("-3,-8 1,-12! 0,9", 1.0),
-        ("-1.5,-10 0.5,-12! 0,9", 0.8),
-        ("-3,-8 0,-12! 0,9; -3.5,9 3.5,9", 0.3),
+        ("-1.5,-10 0.5,-12! 0,9", 0.6),
+        ("-3,-8 0,-12! 0,9; -3.5,9 3.5,9", 0.2),
     ),
     "2": (
         ("-5,-7 -3,-11 0,-12 3,-11 4.5,-8 4,-4 0,1 -6,9! 6,9", 1.0),
@@ -134,9 +135,11 @@ HAND_GLYPHS: dict[str, tuple[tuple[str, float], ...]] = {
         ("-6,-12 -6,9; 6,-12 6,9; -6,-1.5 6,-1.5", 1.0),
         ("-6,-12 -6,9; -6,-1 6,-2; 6,-12 6,9", 0.6),
     ),
+    # School hands teach the capital I with its top and bottom bars, which keep it apart
+    # from l and 1; many write it bare all the same.
     "I": (
         ("0,-12 0,9", 1.0),
-        ("-4,-12 4,-12; 0,-12 0,9; -4,9 4,9", 1.0),
+        ("-4,-12 4,-12; 0,-12 0,9; -4,9 4,9", 2.0),
     ),
     "J": (
         ("4,-12 4,4 2,8 -1,9 -4,7.5 -5,5", 1.0),
@@ -251,9 +254,11 @@ HAND_GLYPHS: dict[str, tuple[tuple[str, float], ...]] = {
         ("-4,-12 -4,9; 4,-5 -4,3; -1,0.5 4.5,9", 1.0),
         ("-4,-12 -4,9; 4,-5 -4,2! 4.5,9", 1.0),
     ),
+    # A bare downstroke, or (D'Nealian's form, and anyone's who tells it from 1 and I) with a
+    # tail turned up to the right; looped in a cursive hand.
     "l": (
         ("0,-12 0,9", 1.0),
-        ("-1,-12 -1,5 1,8.5 3.5,8", 0.6),
+        ("-1,-12 -1,5 1,8.5 3.5,8", 1.2),
         ("-3,5 1,-3 2.5,-9 1,-12 -1,-10 -1.5,-3 -1,5 1,8.5 3.5,8", 0.4),
     ),
     "m": (

@@ -43,7 +43,7 @@ from charjax import framing as framing_geometry
 from charjax.datasets.base import Dataset
 from charjax.datasets.hand_glyphs import HAND_GLYPHS
 
-GENERATOR_VERSION: int = 4  # bump whenever the pixels for a given seed change
+GENERATOR_VERSION: int = 5  # bump whenever the pixels for a given seed change
 FRAMINGS: tuple[str, ...] = framing_geometry.FRAMINGS
 
 _log = logging.getLogger("charjax.datasets.synthetic")
@@ -109,6 +109,12 @@ _HERSHEY_CAP, _HERSHEY_BASE = 21.0, 9.0  # Hershey units: cap line at -12, basel
 # skeletons of hand-printed forms (hand_glyphs.py) and the single-stroke Hershey faces look
 # written; outline fonts add typeset variety. A family a class lacks gives its share to the rest.
 _FAMILY_SHARE: dict[str, float] = {"hand": 0.55, "hershey": 0.3, "outline": 0.15}
+# Classes whose typeset forms are not how people write them draw mostly from the hand forms.
+# Every font gives `1` a flag, most a foot too; people print it as school hands teach it
+# (Zaner-Bloser and D'Nealian alike: one downstroke), a flag for some, a foot rarely.
+_CLASS_FAMILY_SHARE: dict[str, dict[str, float]] = {
+    "1": {"hand": 0.8, "hershey": 0.15, "outline": 0.05},
+}
 # Pairs that some sources draw (almost) the same. Where a source does, only the first class
 # keeps that glyph, so line-framed classes stay separable (e.g. a bare bar is `l`, never `I`).
 # The number is the shape difference (see _shape_difference) below which the pair counts as
@@ -288,7 +294,8 @@ def _class_table(framing: str) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
         if index.size == 0:
             raise RuntimeError(f"no glyph source can draw {charset.CLASSES[label]!r}")
         prob = np.zeros(index.size)
-        for family, share in _FAMILY_SHARE.items():
+        shares = _CLASS_FAMILY_SHARE.get(charset.CLASSES[label], _FAMILY_SHARE)
+        for family, share in shares.items():
             member = families[index] == family
             if member.any():
                 weights = bank.weights[index[member]]
