@@ -33,6 +33,7 @@ def _config(precision: str, augment: bool):
     with config.unlocked():
         config.precision = precision
         config.augment.enabled = augment
+        config.model.tutorial.hidden = 128  # the tutorial's network, as Keras builds it
     return config
 
 

@@ -85,6 +85,7 @@ def charjax_step(batch_size: int, precision: str, impl: str = "auto"):
     with config.unlocked():
         config.precision = precision
         config.model.impl = impl
+        config.model.tutorial.hidden = 128  # the tutorial's network, as Keras builds it
     state = train.create_train_state(config, jax.random.key(0))
     images, labels = random_batch(batch_size)
     batch = {"image": jnp.asarray(images), "label": jnp.asarray(labels)}

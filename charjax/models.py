@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 class TutorialCNN(nn.Module):
-    """The tutorial's network: conv5-pool-conv3-pool-dense-dropout-dense (846,654 params).
+    """The tutorial's network: conv5-pool-conv3-pool-dense-dropout-dense (846,654 params at
+    the tutorial's dense width, hidden=128).
 
     `impl='fast'` computes the same function with the same parameter tree through
     `charjax.layers` (cheaper max-pool gradient, bias/ReLU after the pool);

@@ -8,7 +8,9 @@ the working directory. Split: stratified per class, validation 0.1, test 0.2, sp
 it is not comparable with results on the full EMNIST test set.
 
 Recipe: the tutorial model and its Adam 1e-3 (cosine decay), 30 epochs as the tutorial ran,
-augmentation on with the ranges chosen on this split. Measured (benchmarks/RESULTS.md):
+augmentation on with the ranges chosen on this split; the model's dense width is the default
+run's (configs/default.py), so a synthetic run's weights start configs/emnist_finetune.py.
+Measured (benchmarks/RESULTS.md) at the tutorial's width of 128, before the default widened:
 test accuracy 0.8334 (seed 0) and 0.8371 (seed 1), against 0.8264 and 0.8248 without
 augmentation, and 0.8163 for the Keras tutorial pipeline (15 epochs); about 7 minutes on
 a quiet 2-core CPU. Quick smoke run: add --config.num_epochs=1.

@@ -26,4 +26,5 @@ def get_config() -> ml_collections.ConfigDict:
     # distortions: line framing, augmentation off.
     config.data.framing = "line"
     config.augment.enabled = False
+    config.model.tutorial.hidden = 128  # the tutorial's dense layer (846,654 parameters)
     return config

@@ -50,7 +50,10 @@ def test_parameter_trees_are_identical():
         np.testing.assert_array_equal(a, b, err_msg=str(path))
     assert fast["conv1"]["kernel"].shape == (5, 5, 1, 32)
     assert fast["conv2"]["kernel"].shape == (3, 3, 32, 64)
-    assert sum(v.size for v in jax.tree_util.tree_leaves(fast)) == 846_654
+    hidden = default_config().model.tutorial.hidden
+    assert sum(v.size for v in jax.tree_util.tree_leaves(fast)) == (
+        832 + 18_496 + 6400 * hidden + hidden + hidden * 62 + 62
+    )
 
 
 def test_forward_matches_flax(params):

@@ -113,7 +113,7 @@ _FAMILY_SHARE: dict[str, float] = {"hand": 0.55, "hershey": 0.3, "outline": 0.15
 # Every font gives `1` a flag, most a foot too; people print it as school hands teach it
 # (Zaner-Bloser and D'Nealian alike: one downstroke), a flag for some, a foot rarely.
 _CLASS_FAMILY_SHARE: dict[str, dict[str, float]] = {
-    "1": {"hand": 0.8, "hershey": 0.15, "outline": 0.05},
+    "1": {"hand": 0.9, "hershey": 0.1, "outline": 0.0},
 }
 # Pairs that some sources draw (almost) the same. Where a source does, only the first class
 # keeps that glyph, so line-framed classes stay separable (e.g. a bare bar is `l`, never `I`).
