@@ -116,6 +116,19 @@ def split(dataset: Dataset, data_config: ml_collections.ConfigDict) -> Splits:
     )
 
 
+def with_training_mix(splits: Splits, extra: Dataset, seed: int) -> Splits:
+    """`splits` with `extra`'s images added to the training split only, shuffled in by
+    `seed`: batches then mix both sources in proportion to their sizes, while validation
+    and test (which choose and score the weights) stay from the run's own data."""
+    train = Dataset(
+        np.concatenate([splits.train.images, extra.images]),
+        np.concatenate([splits.train.labels, extra.labels.astype(splits.train.labels.dtype)]),
+        splits.train.classes,
+    )
+    order = np.random.default_rng(seed).permutation(len(train))
+    return dataclasses.replace(splits, train=train.subset(order))
+
+
 def host_arrays(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images and int32 labels, ready to be placed on the devices once."""
     return dataset.images, dataset.labels.astype(np.int32)

@@ -205,7 +205,21 @@ def load_splits(
         dataset = datasets.load(config.data.source, config.data)
     else:
         dataset = datasets.load_for_training(config.data, workdir)
-    return input_pipeline.split(dataset, config.data)
+    return _split_and_mix(dataset, config.data)
+
+
+def _split_and_mix(
+    dataset: datasets.Dataset, data_config: ml_collections.ConfigDict
+) -> input_pipeline.Splits:
+    """The configured split of `dataset`, with `data.train_mix`'s images (if any) added to
+    its training split."""
+    splits = input_pipeline.split(dataset, data_config)
+    if not data_config.train_mix:
+        return splits
+    extra = datasets.load(data_config.train_mix, data_config)
+    log.info("training split: %d images of %s mixed with %d of %s", len(splits.train),
+             data_config.source, len(extra), data_config.train_mix)
+    return input_pipeline.with_training_mix(splits, extra, data_config.split_seed)
 
 
 # Fields that may change between a run and its resumption without changing its results
@@ -344,7 +358,7 @@ def _train_claimed(
     # Data before Orbax starts threads and before any write: bad data exits cleanly.
     dataset, skipped = datasets.load_with_skipped(config.data.source, config.data)
     datasets.require_classes(dataset, config.data.source)
-    splits = input_pipeline.split(dataset, config.data)
+    splits = _split_and_mix(dataset, config.data)
     counts = np.bincount(dataset.labels)
     validation.check_splits(
         config,

@@ -153,12 +153,18 @@ def check_config(config: Any) -> None:
     c.boolean("report.plots")
 
 
-def _check_data(c: _Checker) -> None:
-    source = c.text("data.source")
-    kind, colon, arg = source.partition(":")
+def _source_kind(c: _Checker, field: str) -> str:
+    """The kind of the dataset spec in `field` (synthetic, npz, folder or tfds)."""
+    spec = c.text(field)
+    kind, colon, arg = spec.partition(":")
     if not ((kind == "synthetic" and not colon) or (kind in ("npz", "folder", "tfds") and arg)):
-        raise _fail("data.source", source, "unknown dataset spec",
-                    f"use one of {', '.join(SOURCE_KINDS)}")
+        raise _fail(field, spec, "unknown dataset spec", f"use one of {', '.join(SOURCE_KINDS)}")
+    return kind
+
+
+def _check_data(c: _Checker) -> None:
+    kind = _source_kind(c, "data.source")
+    mix_kind = _source_kind(c, "data.train_mix") if c.text("data.train_mix") else ""
     why = " (the best epoch is chosen on the validation split, and the test split scores it)"
     val_count, test_count = c.value("data.val_count"), c.value("data.test_count")
     if (val_count is None) != (test_count is None):
@@ -180,7 +186,7 @@ def _check_data(c: _Checker) -> None:
     c.boolean("data.skip_bad")
     c.text("data.tfds_data_dir")
     c.choice("data.framing", framing.FRAMINGS)
-    if kind == "synthetic":
+    if "synthetic" in (kind, mix_kind):
         c.integer("data.synthetic.num_images", charset.NUM_CLASSES, 62 * 800,
                   f" (at least one image of each of the {charset.NUM_CLASSES} classes)")
         c.integer("data.synthetic.seed", 0, 0)

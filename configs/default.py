@@ -72,6 +72,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.val_count = placeholder(int)  # None: use val_fraction
     config.data.test_count = placeholder(int)  # None: use test_fraction
     config.data.split_seed = 0  # which images go to which split
+    # Another source (same spec syntax) whose images join the training split only, so every
+    # batch mixes the two; validation and test stay from `source`. E.g. "synthetic" (drawn
+    # as data.synthetic and data.framing say) beside real images. Empty: no mix.
+    config.data.train_mix = ""
     # Where generated and decoded sets are cached; empty: $CHARJAX_CACHE or ~/.cache/charjax.
     config.data.cache_dir = ""
     # Where a character sits in the 48x48 frame (charjax/framing.py), stored with the model so

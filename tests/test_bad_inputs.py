@@ -245,6 +245,8 @@ CASES = [
          ("--config.data.source='mnist-please'", "synthetic, npz:PATH")),
     Case("source_without_path", tr("--config.data.source=npz:"), 1,
          ("--config.data.source='npz:'", "npz:PATH")),
+    Case("train_mix_unknown", tr("--config.data.train_mix=emnist"), 1,
+         ("--config.data.train_mix='emnist'", "synthetic, npz:PATH")),
     Case("field_typo", tr("--config.batch_sze=64"), 2, ("batch_sze", 'Did you mean "batch_size"')),
     Case("field_wrong_type", tr("--config.batch_size=abc"), 2, ("batch_size", "abc")),
     # ---------------------------------------------------------------- data

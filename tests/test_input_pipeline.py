@@ -64,3 +64,17 @@ def test_normalize_range():
     x = np.array([0, 128, 255], np.uint8)
     y = np.asarray(input_pipeline.normalize(x))
     assert y.dtype == np.float32 and y[0] == 0.0 and y[-1] == 1.0
+
+
+def test_training_mix_joins_the_training_split_only():
+    splits = input_pipeline.stratified_split(_dataset(), 0.2, 0.2, seed=0)
+    extra = Dataset(np.full((9, 48, 48, 1), 255, np.uint8), np.full(9, 2, np.int32))
+    mixed = input_pipeline.with_training_mix(splits, extra, seed=0)
+    assert len(mixed.train) == len(splits.train) + 9
+    assert np.bincount(mixed.train.labels).tolist() == (
+        np.bincount(splits.train.labels) + [0, 0, 9]).tolist()
+    # shuffled in, not appended: the extra images do not all sit at the end
+    is_extra = (mixed.train.images == 255).all(axis=(1, 2, 3))
+    assert is_extra.sum() == 9 and not is_extra[-9:].all()
+    np.testing.assert_array_equal(mixed.validation.images, splits.validation.images)
+    np.testing.assert_array_equal(mixed.test.labels, splits.test.labels)

@@ -117,3 +117,17 @@ def test_rerun_resumes_to_the_same_weights_as_one_run(trained_run, tmp_path):
     ]
     assert result["test_accuracy"] == expected["test_accuracy"]
     assert result["test_loss"] == pytest.approx(expected["test_loss"], rel=1e-6)
+
+
+def test_train_mix_adds_its_images_to_the_training_split_only(tmp_path):
+    own = tmp_path / "own.npz"
+    rng = np.random.default_rng(0)
+    np.savez(own, images=rng.integers(0, 255, (62 * 5, 48, 48), dtype=np.uint8),
+             labels=np.repeat(np.arange(62), 5))
+    plain = train.load_splits(tiny_config(**{"data.source": f"npz:{own}"}))
+    mixed = train.load_splits(tiny_config(**{"data.source": f"npz:{own}",
+                                             "data.train_mix": "synthetic"}))
+    synthetic = tiny_config().data.synthetic.num_images
+    assert len(mixed.train) == len(plain.train) + synthetic
+    np.testing.assert_array_equal(mixed.validation.images, plain.validation.images)
+    np.testing.assert_array_equal(mixed.test.images, plain.test.images)
