@@ -11,6 +11,7 @@ between the finetune markers.
     python benchmarks/finetune.py                  # tutorial model, seeds 0 1 (~1 h quiet)
     python benchmarks/finetune.py --model vgg      # compact_vgg (configs/synthetic_vgg.py)
     python benchmarks/finetune.py --seeds 0 --no-write
+    python benchmarks/finetune.py --mix            # also mixed batches (configs/emnist_mix.py)
     python benchmarks/finetune.py --variant lr5e-4 --config.learning_rate=5e-4 \
         --config.optimizer.warmup_epochs=1.0     # also fine-tune with other settings
 
@@ -42,6 +43,8 @@ RECIPES = {
     "tutorial": ("configs/default.py", "configs/emnist.py", "configs/emnist_finetune.py"),
     "vgg": ("configs/synthetic_vgg.py", "configs/emnist_vgg.py", "configs/emnist_vgg_finetune.py"),
 }
+# model -> config that mixes synthetic images into EMNIST's training batches instead (--mix)
+MIXED = {"tutorial": "configs/emnist_mix.py"}
 
 
 def _commit() -> str:
@@ -97,7 +100,10 @@ def markdown(model: str, pretrain: dict, zero_shot: float, rows: list[dict]) -> 
         "(EMNIST ByClass 30k, stratified, val 0.1, test 0.2, split_seed 0: 20,998 / 2,999 / "
         "6,003 images). *from scratch* is the EMNIST config as it is; *fine-tuned* the same "
         "config started from the synthetic-only run's best weights (`init_from`, fresh "
-        "optimizer; a named variant adds the flags its commands show). The epoch kept is the "
+        "optimizer; a named variant adds the flags its commands show); *mixed batches* "
+        "trains from a random init with about as many synthetic characters as EMNIST "
+        "training images joined to its training split (`data.train_mix`), validation and "
+        "test unchanged. The epoch kept is the "
         "best on validation; test is scored once. Train time is the wall time of training at "
         "the load of the moment, so rows are not comparable.",
         "",
@@ -142,11 +148,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--runs", default=str(ROOT / "runs" / "finetune"))
     parser.add_argument("--no-write", action="store_true", help="print, leave RESULTS.md")
+    parser.add_argument("--mix", action="store_true", help="also train with synthetic images "
+                        "mixed into EMNIST's training batches (tutorial model)")
     parser.add_argument("--variant", default="", help="also fine-tune with the extra flags, "
                         "into runs/finetune/MODEL_finetune_VARIANT_sSEED")
     args, flags = parser.parse_known_args()
     if flags and not args.variant:
         parser.error(f"{' '.join(flags)}: extra flags need --variant NAME")
+    if args.mix and args.model not in MIXED:
+        parser.error(f"--mix: no mixed-batch config for --model {args.model}")
     pretrain_config, scratch_config, finetune_config = RECIPES[args.model]
     runs = pathlib.Path(args.runs)
     pretrain_dir = runs / f"pretrain_{args.model}"
@@ -160,6 +170,9 @@ def main() -> None:
         rows.append(dict(start="fine-tuned", seed=seed, run=train(
             finetune_config, runs / f"{args.model}_finetune_s{seed}",
             [*seeded, f"--config.init_from={pretrain_dir}"])))
+        if args.mix:
+            rows.append(dict(start="mixed batches", seed=seed, run=train(
+                MIXED[args.model], runs / f"{args.model}_mix_s{seed}", seeded)))
         if args.variant:
             rows.append(dict(start=f"fine-tuned, {args.variant}", seed=seed, run=train(
                 finetune_config, runs / f"{args.model}_finetune_{args.variant}_s{seed}",
