@@ -24,7 +24,8 @@ USAGE = """usage: charjax COMMAND [FLAGS]
 commands:
   train   --config CONFIG --workdir DIR [--config.FIELD=VALUE ...]
           train, keep the best weights by validation accuracy, score the test split
-  eval    --workdir DIR [--workdir DIR2 ...] --dataset SPEC [--split S] [--vote] [--json F]
+  eval    --workdir DIR [--workdir DIR2 ...] --dataset SPEC [--split S] [--vote]
+          [--adapt_class_mix] [--json F]
           restore the best checkpoint(s) and report accuracy, loss, top-5, per class
   predict --workdir DIR [--top_k 3] [--json F] [--show DIR] IMAGE [IMAGE ...]
           the top-k characters of each image file (any size, colour or polarity)
@@ -214,6 +215,9 @@ def _define_eval_flags() -> None:
     flags.DEFINE_enum("split", "auto", SPLITS, "auto (the run's test split of its own data, "
                       "else all), all, train, validation or test.")
     flags.DEFINE_bool("vote", False, "Ensemble by majority vote instead of mean probability.")
+    flags.DEFINE_bool("adapt_class_mix", False, "Also score after re-weighting the answers to "
+                      "the class mix of these images, estimated from the images alone (no "
+                      "labels): breaks look-alike ties toward the commoner class.")
     flags.DEFINE_string("json", None, "Also write the metrics to this JSON file.")
     flags.mark_flags_as_required(["workdir", "dataset"])
 
@@ -244,8 +248,42 @@ def _eval(argv: list[str]) -> None:
     if result["most_confused"]:
         print("most confused (true->predicted): " + ", ".join(
             f"{t}->{p} {n}" for t, p, n in result["most_confused"][:5]))
+    if FLAGS.adapt_class_mix:
+        result["adapted_to_class_mix"] = _adapted_metrics(
+            FLAGS.workdir[0], restored[0][1], combined, data.labels)
     if FLAGS.json:
         jsonio.write(FLAGS.json, result)
+
+
+def _adapted_metrics(workdir, run_config, scores, labels) -> dict:
+    """`charjax eval --adapt_class_mix`: metrics after `evaluate.adapt_to_class_mix`, with
+    the training mix the run recorded (or, for older runs, counted on its training split);
+    printed and returned."""
+    import json
+
+    import numpy as np
+
+    from charjax import charset, evaluate, train
+
+    recorded = os.path.join(workdir, "class_counts.json")
+    if os.path.exists(recorded):
+        with open(recorded) as f:
+            counts = np.asarray(json.load(f)["train"])
+    else:
+        std_logging.getLogger("charjax").info("%s: no class_counts.json; counting the "
+                                              "training split's classes", workdir)
+        counts = np.bincount(train.load_splits(run_config).train.labels,
+                             minlength=charset.NUM_CLASSES)
+    # A class the run never saw counts once: its answers are ~0 and stay so.
+    counts = np.maximum(counts, 1)
+    adapted, mix = evaluate.adapt_to_class_mix(scores, counts)
+    result = evaluate.metrics_from_probabilities(adapted, labels)
+    commonest = np.argsort(-mix)[:5]
+    print(f"adapted to the estimated class mix: accuracy {result['accuracy']:.4f}  top-5 "
+          f"{result['top5_accuracy']:.4f}  (commonest: " + ", ".join(
+              f"{charset.index_to_char(i)} {mix[i]:.1%}" for i in commonest) + ")")
+    result["estimated_mix"] = {charset.index_to_char(i): float(m) for i, m in enumerate(mix)}
+    return result
 
 
 def _define_predict_flags() -> None:
@@ -491,7 +529,7 @@ def _guarded(command: str, main: Callable[[list[str]], None]) -> Callable[[list[
 COMMAND_USAGE = {
     "train": "charjax train --config CONFIG --workdir DIR [--config.FIELD=VALUE ...]",
     "eval": "charjax eval --workdir DIR [--workdir DIR2 ...] --dataset SPEC [--split S] "
-            "[--vote] [--json F]",
+            "[--vote] [--adapt_class_mix] [--json F]",
     "predict": "charjax predict --workdir DIR [--top_k 3] IMAGE [IMAGE ...]",
     "data": DATA_USAGE,
 }

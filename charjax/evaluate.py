@@ -135,6 +135,41 @@ def combine(probabilities: list[np.ndarray], vote: bool = False) -> np.ndarray:
     return (votes + 1e-6 * mean) / len(stacked)
 
 
+def adapt_to_class_mix(
+    probabilities: np.ndarray,
+    train_counts: np.ndarray,
+    tolerance: float = 1e-6,
+    max_iterations: int = 500,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities [N, C] re-weighted to the class mix of the images they were read from,
+    and that mix [C], estimated from the images alone: no label is used.
+
+    A model trained on balanced classes splits look-alike ties (`1`/`l`/`I`, `0`/`O`/`o`)
+    evenly; where one member of a tie is far commoner, as digits are in most real text,
+    the data's own mix breaks the tie. This is the EM procedure of Saerens, Latinne and
+    Decaestecker (2002, "Adjusting the outputs of a classifier to new a priori
+    probabilities"): p'(c|x) is p(c|x) * q(c) / t(c) normalised, with t the training mix
+    (`train_counts`) and q the mean of p' over the images, iterated to a fixed point.
+    """
+    probabilities = np.asarray(probabilities, np.float64)
+    train_prior = np.asarray(train_counts, np.float64)
+    if train_prior.shape != probabilities.shape[-1:] or (train_prior <= 0).any():
+        raise ValueError(f"train_counts needs {probabilities.shape[-1]} positive counts (every "
+                         f"class seen in training), got {train_counts}")
+    train_prior = train_prior / train_prior.sum()
+    mix = train_prior
+    for _ in range(max_iterations):
+        adapted = probabilities * (mix / train_prior)
+        adapted /= adapted.sum(-1, keepdims=True)
+        new_mix = adapted.mean(0)
+        done = np.abs(new_mix - mix).max() < tolerance
+        mix = new_mix
+        if done:
+            break
+    adapted = probabilities * (mix / train_prior)
+    return adapted / adapted.sum(-1, keepdims=True), mix
+
+
 def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """`summarize`d metrics of scores [N, 62] (probabilities, or a vote's shares) against
     labels: `batch_sums` on their logarithm, so the loss is the mean -log p(true class)."""

@@ -23,6 +23,7 @@ import optax
 
 from charjax import (
     augment,
+    charset,
     checkpoints,
     datasets,
     distributed,
@@ -417,6 +418,9 @@ def _run(
         log.warning("%s: %d file(s) left out, listed in %s", config.data.source, len(skipped),
                     where)
     _write_json(workdir, "config.json", config_dict)
+    # The class mix the weights learned, for `charjax eval --adapt_class_mix`.
+    _write_json(workdir, "class_counts.json", {"train": np.bincount(
+        splits.train.labels, minlength=charset.NUM_CLASSES).tolist()})
 
     state, key = placement.replicate((state, key))
     train_data = placement.replicate(input_pipeline.host_arrays(splits.train))

@@ -53,6 +53,8 @@ def runs(trained_run, tmp_path_factory):
         "eval": ["eval", "--workdir", str(workdir), "--dataset", "synthetic",
                  "--json", str(files["json"])],
         "eval-empty": ["eval", "--workdir", str(files["empty"]), "--dataset", "synthetic"],
+        "eval-adapted": ["eval", "--workdir", str(workdir), "--dataset", "synthetic",
+                         "--adapt_class_mix", "--json", str(tmp / "adapted.json")],
         "predict": ["predict", "--workdir", str(workdir), "--top_k", "3", str(known)],
         "predict-bad": ["predict", "--workdir", str(workdir), str(bad)],
     }
@@ -99,6 +101,20 @@ def test_eval_reproduces_the_test_metrics_of_training(runs, trained_run):
     assert metrics["top5_accuracy"] > metrics["accuracy"]
     assert set(metrics["per_class"]) == set(charset.CLASSES)  # each class has a test image
     assert f"{result['test_accuracy']:.4f}" in run.stdout
+
+
+def test_eval_adapted_to_the_class_mix_reports_both_scores(runs, trained_run):
+    results, files = runs
+    run = results["eval-adapted"]
+    assert run.returncode == 0, run.stderr
+    metrics = json.loads((files["json"].parent / "adapted.json").read_text())
+    counts = json.loads((files["workdir"] / "class_counts.json").read_text())["train"]
+    assert len(counts) == 62 and sum(counts) == 62 * 6  # the tiny run's training split
+    adapted = metrics["adapted_to_class_mix"]
+    assert sum(adapted["estimated_mix"].values()) == pytest.approx(1.0)
+    assert adapted["n"] == metrics["n"] and 0 < adapted["accuracy"] <= 1
+    assert f"adapted to the estimated class mix: accuracy {adapted['accuracy']:.4f}" in run.stdout
+    assert f"accuracy {trained_run[1]['test_accuracy']:.4f}" in run.stdout  # the plain score
 
 
 def test_eval_of_an_empty_workdir_is_one_readable_line(runs):
