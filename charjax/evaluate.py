@@ -157,17 +157,19 @@ def adapt_to_class_mix(
         raise ValueError(f"train_counts needs {probabilities.shape[-1]} positive counts (every "
                          f"class seen in training), got {train_counts}")
     train_prior = train_prior / train_prior.sum()
+
+    def reweighted(mix: np.ndarray) -> np.ndarray:
+        adapted = probabilities * (mix / train_prior)
+        return adapted / adapted.sum(-1, keepdims=True)
+
     mix = train_prior
     for _ in range(max_iterations):
-        adapted = probabilities * (mix / train_prior)
-        adapted /= adapted.sum(-1, keepdims=True)
-        new_mix = adapted.mean(0)
-        done = np.abs(new_mix - mix).max() < tolerance
+        new_mix = reweighted(mix).mean(0)
+        converged = np.abs(new_mix - mix).max() < tolerance
         mix = new_mix
-        if done:
+        if converged:
             break
-    adapted = probabilities * (mix / train_prior)
-    return adapted / adapted.sum(-1, keepdims=True), mix
+    return reweighted(mix), mix
 
 
 def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
