@@ -139,7 +139,8 @@ class CompactVGG(nn.Module):
 # is a hidden default.
 _REGISTRY: dict[str, Callable[[ml_collections.ConfigDict, jnp.dtype], nn.Module]] = {
     "tutorial": lambda m, dtype: TutorialCNN(
-        m.tutorial.hidden, m.tutorial.dropout, dtype, resolve_impl(m.impl)
+        m.tutorial.hidden, m.tutorial.dropout, dtype,
+        resolve_impl(m.impl, precision=_precision(dtype)),
     ),
     "tutorial_bn": lambda m, dtype: TutorialBN(m.tutorial_bn.hidden, m.tutorial_bn.dropout, dtype),
     "compact_vgg": lambda m, dtype: CompactVGG(m.compact_vgg.hidden, m.compact_vgg.dropout, dtype),
@@ -157,20 +158,27 @@ def canonical_name(name: str | int) -> str:
 IMPLS = ("auto", "onednn", "fast", "flax")
 
 
-def resolve_impl(impl: str, backend: str | None = None) -> str:
+def resolve_impl(impl: str, backend: str | None = None, precision: str = "float32") -> str:
     """The tutorial network's implementation for this process: 'auto' is oneDNN on a CPU
-    where charjax.kernels load, XLA's fast path on other CPUs, plain Flax layers on
-    accelerators (cuDNN needs none of the CPU rewrites)."""
+    where charjax.kernels load and run in `precision`, XLA's fast path on other CPUs,
+    plain Flax layers on accelerators (cuDNN needs none of the CPU rewrites)."""
     if impl not in IMPLS:
         raise ValueError(f"unknown impl {impl!r}; choose one of {IMPLS}")
     backend = backend or jax.default_backend()
     if impl == "auto":
         if backend != "cpu":
             return "flax"
-        return "onednn" if kernels.status().available else "fast"
+        return "onednn" if kernels.supports(precision) else "fast"
     if impl == "onednn" and not kernels.status().available:
         raise RuntimeError(f"model.impl='onednn' but {kernels.status().detail}")
+    if impl == "onednn" and not kernels.supports(precision):
+        raise RuntimeError(f"model.impl='onednn' but this CPU's oneDNN has no {precision} "
+                           "convolution (it needs AVX-512); use model.impl='auto' or 'fast'")
     return impl
+
+
+def _precision(dtype: jnp.dtype) -> str:
+    return "bf16" if jnp.dtype(dtype) == jnp.bfloat16 else "float32"
 
 
 def impl_of(model_config: ml_collections.ConfigDict) -> str:
@@ -179,15 +187,17 @@ def impl_of(model_config: ml_collections.ConfigDict) -> str:
     return model_config.impl if canonical_name(model_config.name) == "tutorial" else "flax"
 
 
-def describe_impl(impl: str, backend: str | None = None) -> str:
+def describe_impl(impl: str, backend: str | None = None, precision: str = "float32") -> str:
     """One line for a run's log: the backend and the kernels `impl` resolves to."""
     backend = backend or jax.default_backend()
-    chosen = resolve_impl(impl, backend)
+    chosen = resolve_impl(impl, backend, precision)
     kind = {"onednn": kernels.status().detail if chosen == "onednn" else "",
             "fast": "XLA convolutions (charjax.layers fast path)",
             "flax": "XLA convolutions (plain Flax layers)"}[chosen]
-    if chosen == "fast" and impl == "auto":
+    if chosen == "fast" and impl == "auto" and not kernels.available():
         kind += f"; oneDNN kernels unavailable: {kernels.status().detail}"
+    elif chosen == "fast" and impl == "auto":
+        kind += f"; this CPU's oneDNN has no {precision} convolution"
     return f"backend {backend}, model kernels: {kind}"
 
 

@@ -406,7 +406,7 @@ def _run(
         "model %s: %d parameters",
         config.model.name, sum(x.size for x in jax.tree_util.tree_leaves(state.params)),
     )
-    log.info(models.describe_impl(models.impl_of(config.model)))
+    log.info(models.describe_impl(models.impl_of(config.model), precision=config.precision))
     history: list[dict] = []
     if mngr.latest_step() is not None:
         state, _, history = checkpoints.restore(mngr, mngr.latest_step(), state)

@@ -14,6 +14,9 @@ from conftest import default_config, tiny_config
 from charjax import kernels, layers, models, train
 
 needs_kernels = pytest.mark.skipif(not kernels.available(), reason=kernels.status().detail)
+needs_bf16_kernels = pytest.mark.skipif(
+    not kernels.supports("bf16"),
+    reason="this CPU's oneDNN has no bf16 convolution (AVX-512 needed)")
 
 
 def _model(impl: str, precision: str = "float32"):
@@ -70,6 +73,7 @@ def test_float32_gradients_match_plain_flax(params):
 
 
 @needs_kernels
+@needs_bf16_kernels
 def test_bf16_gradients_are_within_bf16_rounding_of_float32(params):
     """bf16 inputs with float32 sums keep about 3 significant digits per product and
     round the weight gradients to bf16: every bf16 path (plain Flax, XLA's, oneDNN's)
@@ -126,6 +130,7 @@ def test_fused_block_matches_plain_flax_in_float32(batch, size, cin, cout, k):
 
 
 @needs_kernels
+@needs_bf16_kernels
 @pytest.mark.parametrize("batch,size,cin,cout,k", BLOCKS[1:3])
 def test_fused_block_in_bf16_is_within_bf16_rounding(batch, size, cin, cout, k):
     """bf16 inputs and output, float32 sums: each output within bf16's rounding of the
@@ -219,3 +224,15 @@ def test_auto_falls_back_to_xla_and_says_why(no_kernels, how):
 def test_auto_on_an_accelerator_is_plain_flax(monkeypatch):
     monkeypatch.setattr(kernels, "status", lambda: pytest.fail("kernels consulted on gpu"))
     assert models.resolve_impl("auto", backend="gpu") == "flax"
+
+
+def test_auto_falls_back_to_xla_where_onednn_lacks_the_precision(monkeypatch):
+    """A CPU whose oneDNN has no bf16 convolution (no AVX-512) trains bf16 on XLA's
+    kernels under impl='auto', and an explicit impl='onednn' says why it can't."""
+    monkeypatch.setattr(kernels, "available", lambda: True)
+    monkeypatch.setattr(kernels, "supports", lambda dtype: dtype == "float32")
+    assert models.resolve_impl("auto", "cpu", "float32") == "onednn"
+    assert models.resolve_impl("auto", "cpu", "bf16") == "fast"
+    with pytest.raises(RuntimeError, match="no bf16 convolution"):
+        models.resolve_impl("onednn", "cpu", "bf16")
+    assert "no bf16 convolution" in models.describe_impl("auto", "cpu", "bf16")

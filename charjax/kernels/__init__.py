@@ -156,3 +156,33 @@ def status() -> Status:
 
 def available() -> bool:
     return status().available
+
+
+def supports(dtype: str) -> bool:
+    """Whether this CPU's oneDNN runs the tutorial's conv-pool blocks in `dtype`.
+
+    float32 runs wherever the kernels load. oneDNN builds bf16 convolutions only for
+    CPUs with AVX-512 (or AMX); elsewhere creating the primitive fails at run time, so
+    bf16 is probed once, on the tutorial's two block shapes with one image each.
+    """
+    return available() and (dtype == "float32" or _runs_in(dtype))
+
+
+@functools.cache
+def _runs_in(dtype: str) -> bool:
+    import jax
+    import jax.numpy as jnp
+
+    from charjax import layers
+
+    jdtype = jnp.dtype(jnp.bfloat16 if dtype == "bf16" else dtype)
+    try:
+        blocks = (((1, 48, 48, 1), (5, 5, 1, 32)), ((1, 22, 22, 32), (3, 3, 32, 64)))
+        for x_shape, k_shape in blocks:
+            x, k = jnp.ones(x_shape, jdtype), jnp.ones(k_shape, jdtype)
+            jax.block_until_ready(
+                jax.jit(layers.onednn_conv_relu_pool)(x, k, jnp.zeros(k_shape[-1:], jdtype)))
+    except jax.errors.JaxRuntimeError as err:
+        log.info("oneDNN has no %s convolution on this CPU (%s)", dtype, str(err)[:200])
+        return False
+    return True
