@@ -2,9 +2,10 @@
 
 EMNIST ByClass keeps apart characters that writers draw alike: the 15 letters whose upper and
 lower case EMNIST Balanced merges (c i j k l m o p s u v w x y z), and the digits 0 and 1
-beside O/o and l/I. This scores the test split of each run given, then their mean-probability
-ensemble, and splits the mistakes into "within a look-alike group" and "other". Ensembling
-and augmentation can only shrink the second kind much.
+beside O/o and l/I (`charjax/lookalikes.py` defines the groups). This scores the test split
+of each run given, then their mean-probability ensemble, and splits the mistakes into "within
+a look-alike group" and "other". Ensembling and augmentation can only shrink the second kind
+much.
 
     python benchmarks/error_groups.py runs/emnist_ensemble/member-{0,1,2,3,4} [--json out.json]
 """
@@ -16,25 +17,8 @@ import json
 
 import numpy as np
 
-from charjax import charset, checkpoints, evaluate
-
-MERGED_CASES = "cijklmopsuvwxyz"  # EMNIST Balanced merges these upper/lower pairs
-DIGIT_LOOKALIKES = {"0": "o", "1": "l", "i": "l"}  # 0 ~ O ~ o; 1 ~ l ~ I ~ i (~ L)
-
-
-def group_of(char: str) -> str:
-    """The look-alike group of a character: itself unless it shares a shape with others."""
-    if char.lower() in MERGED_CASES:
-        char = char.lower()
-    return DIGIT_LOOKALIKES.get(char, char)
-
-
-def split_errors(predicted: np.ndarray, labels: np.ndarray) -> dict[str, int]:
-    groups = np.array([group_of(c) for c in charset.CLASSES])
-    wrong = predicted != labels
-    alike = wrong & (groups[predicted] == groups[labels])
-    return {"errors": int(wrong.sum()), "lookalike": int(alike.sum()),
-            "other": int((wrong & ~alike).sum()), "accuracy": float(1 - wrong.mean())}
+from charjax import checkpoints, evaluate
+from charjax.lookalikes import split_errors
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import importlib.util
 import io
 import json
 import os
@@ -27,13 +26,11 @@ import numpy as np
 from PIL import Image
 
 HOST = "127.0.0.1"
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _drawing() -> bytes:
-    spec = importlib.util.spec_from_file_location("drawn", os.path.join(HERE, "drawn_glyphs.py"))
-    drawn = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(drawn)
+    from charjax.datasets import drawn
+
     out = io.BytesIO()
     Image.fromarray(drawn.render("R", 280, 0.7, 16.0)).convert("RGBA").save(out, format="PNG")
     return out.getvalue()

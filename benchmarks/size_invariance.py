@@ -2,21 +2,17 @@
 
     python benchmarks/size_invariance.py --workdir runs/demo [--json out.json]
 
-Each of drawn_glyphs.CHARACTERS is drawn as pen strokes on a 280-pixel canvas at a third, half
-and nine tenths of it, with two pen widths, and recognised through `charjax.Recognizer` (so
-through the run's framing). Prints, per character, the six top-1 answers, then the share of
-characters whose top-1 is the same for all sizes (per pen, and for all six drawings) and the
-share answered correctly.
+Each of `charjax.datasets.drawn.CHARACTERS` is drawn as pen strokes on a 280-pixel canvas at
+a third, half and nine tenths of it, with two pen widths, and recognised through
+`charjax.Recognizer` (so through the run's framing). Prints, per character, the six top-1
+answers, then the share of characters whose top-1 is the same for all sizes (per pen, and for
+all six drawings) and the share answered correctly.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main() -> None:
@@ -24,10 +20,8 @@ def main() -> None:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    spec = importlib.util.spec_from_file_location("drawn", os.path.join(HERE, "drawn_glyphs.py"))
-    drawn = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(drawn)
     import charjax
+    from charjax.datasets import drawn
 
     rec = charjax.Recognizer.load(args.workdir)
     rows, same_all, same_per_pen, correct, total = [], 0, 0, 0, 0

@@ -27,11 +27,11 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from error_groups import group_of  # noqa: E402
 from results_md import when_and_where, write_section  # noqa: E402
 
 from charjax import charset, checkpoints, evaluate, preview  # noqa: E402
 from charjax.datasets import npz, synthetic  # noqa: E402
+from charjax.lookalikes import group_of  # noqa: E402
 
 EMNIST = ROOT.parent / "shared" / "data" / "emnist-byclass" / "emnist_byclass_30k.npz"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"

@@ -1,20 +1,13 @@
 """Image preparation: one framing shared with the synthetic generator, size- and pen-invariant."""
 
-import importlib.util
-import os
 
 import numpy as np
 import pytest
-from conftest import ROOT, data_config
+from conftest import data_config
 from PIL import Image
 
 from charjax import charset, checkpoints, framing, imageio
-from charjax.datasets import synthetic
-
-_spec = importlib.util.spec_from_file_location(
-    "drawn_glyphs", os.path.join(ROOT, "benchmarks", "drawn_glyphs.py"))
-drawn = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(drawn)
+from charjax.datasets import drawn, synthetic
 
 # Per character, the mean absolute difference (0-1 scale) between each of its six prepared
 # drawings (three sizes x two pens) and their mean. Measured about 0.012 at worst; a plain

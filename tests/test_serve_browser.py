@@ -7,7 +7,6 @@ CHARJAX_SCREENSHOT_WORKDIR=RUN serves that run instead of the tiny test run (REA
 """
 
 import base64
-import importlib.util
 import io
 import os
 import shutil
@@ -17,7 +16,6 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT
 from PIL import Image
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
@@ -34,11 +32,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 import charjax  # noqa: E402
 from charjax import serve  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location(
-    "drawn_glyphs", os.path.join(ROOT, "benchmarks", "drawn_glyphs.py"))
-drawn = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(drawn)
+from charjax.datasets import drawn  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,10 @@
-"""benchmarks/error_groups.py: look-alike mistakes are told apart from the others."""
-
-import importlib.util
-import os
+"""charjax.lookalikes: look-alike mistakes are told apart from the others."""
 
 import numpy as np
 import pytest
-from conftest import ROOT
 
 from charjax import charset
-
-_spec = importlib.util.spec_from_file_location(
-    "error_groups", os.path.join(ROOT, "benchmarks", "error_groups.py"))
-error_groups = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(error_groups)
+from charjax import lookalikes as error_groups
 
 
 def test_groups_join_case_pairs_and_digit_lookalikes_only():

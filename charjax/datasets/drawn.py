@@ -1,6 +1,6 @@
 """Characters drawn with a pen, programmatically: the single-stroke Hershey letters as a person
-would draw them on a canvas, at any size and pen width. Used by the size-invariance benchmark
-and by the tests of image preparation and of the drawing page.
+would draw them on a canvas, at any size and pen width. Image preparation, the drawing page and
+the server are tested and benchmarked on them.
 """
 
 from __future__ import annotations
