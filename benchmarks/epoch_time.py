@@ -48,7 +48,7 @@ def charjax_epoch(precision: str) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from charjax import kernels, models, train
+    from charjax import kernels, train
 
     config = _config(precision, augment=True)
     images, labels = _train_arrays(config)
@@ -65,7 +65,7 @@ def charjax_epoch(precision: str) -> dict:
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "images": len(images), "augment": True,
             "train_accuracy": metrics["accuracy"],
-            "detail": f"impl {models.resolve_impl('auto')} ({kernels.status().detail})"}
+            "detail": kernels.select("auto", precision=config.precision).description}
 
 
 def keras_epoch(precision: str) -> dict:

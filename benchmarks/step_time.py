@@ -79,7 +79,7 @@ def charjax_step(batch_size: int, precision: str, impl: str = "auto"):
 
     root = os.path.dirname(HERE)
     sys.path.insert(0, root)
-    from charjax import config_files, kernels, layers, models, train
+    from charjax import config_files, kernels, layers, train
 
     config = config_files.load(os.path.join(root, "configs", "default.py"))
     with config.unlocked():
@@ -101,7 +101,7 @@ def charjax_step(batch_size: int, precision: str, impl: str = "auto"):
         jax.block_until_ready(metrics)
 
     versions = {"jax": jax.__version__, "flax": flax.__version__,
-                "impl": f"{impl} -> {models.resolve_impl(impl)}",
+                "impl": f"{impl} -> {kernels.select(impl, precision=precision).impl}",
                 "kernels": kernels.status().detail, "compiler_options": options}
     return step, versions
 

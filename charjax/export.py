@@ -30,15 +30,12 @@ INPUT = "float32 [N, 48, 48, 1], 0-1, white ink on black, framed by charjax.fram
 
 
 def plain_model(rec: Recognizer) -> Any:
-    """The recognizer's model in its plain Flax formulation (same parameters)."""
-    import ml_collections
+    """The recognizer's model in its plain Flax formulation (same parameters): no custom
+    call in the exported program."""
+    from charjax import kernels, models
 
-    from charjax import models
-
-    config = ml_collections.ConfigDict(rec.config.model.to_dict())
-    if "impl" in config:
-        config.impl = "flax"
-    return models.create_model(config, rec.config.precision)
+    plain = kernels.select("flax", precision=rec.config.precision)
+    return models.create_model(rec.config.model, rec.config.precision, plain.conv_block)
 
 
 def inference_fn(rec: Recognizer) -> Callable[[jax.Array], jax.Array]:

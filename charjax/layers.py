@@ -22,7 +22,7 @@ benchmarks/RESULTS.md has the measurements behind each choice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -323,9 +323,9 @@ class ConvReluPool(nn.Module):
     """`max_pool(relu(Conv(features, kernel_size, VALID)(x)), 2, 2)` with nn.Conv's params.
 
     Parameters are created in `param_dtype` (float32 master weights) under nn.Conv's
-    names, shapes and initialisers, and cast to `dtype` for the compute. `impl`: "fast"
-    (XLA's convolutions) or "onednn" (the fused oneDNN block of charjax.kernels), same
-    parameters and maths.
+    names, shapes and initialisers, and cast to `dtype` for the compute. `block`:
+    `conv_relu_pool` (XLA's convolutions) or `onednn_conv_relu_pool` (the fused oneDNN
+    block of charjax.kernels), same parameters and maths.
     """
 
     features: int
@@ -334,7 +334,7 @@ class ConvReluPool(nn.Module):
     param_dtype: jnp.dtype = jnp.float32
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
     bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
-    impl: str = "fast"
+    block: Callable = conv_relu_pool
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -344,5 +344,4 @@ class ConvReluPool(nn.Module):
         )
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        block = onednn_conv_relu_pool if self.impl == "onednn" else conv_relu_pool
-        return block(x, kernel, bias)
+        return self.block(x, kernel, bias)

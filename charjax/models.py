@@ -7,16 +7,17 @@ lives in the loss. The layer just before the classifier is sown as
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import ml_collections
 
-from charjax import charset, kernels, layers
+from charjax import charset, layers
 
 log = logging.getLogger(__name__)
 
@@ -25,33 +26,32 @@ class TutorialCNN(nn.Module):
     """The tutorial's network: conv5-pool-conv3-pool-dense-dropout-dense (846,654 params at
     the tutorial's dense width, hidden=128).
 
-    `impl='fast'` computes the same function with the same parameter tree through
-    `charjax.layers` (cheaper max-pool gradient, bias/ReLU after the pool);
-    `impl='onednn'` runs each conv-pool block as one oneDNN call (`charjax.kernels`);
-    `impl='flax'` is the plain nn.Conv / nn.max_pool formulation. Checkpoints of one
-    load into the others. `create_model` turns 'auto' into one of them.
+    `conv_block` computes each conv + bias + ReLU + 2x2 max-pool block with the same
+    parameter tree: `charjax.layers.conv_relu_pool` (XLA, cheaper max-pool gradient) or
+    `onednn_conv_relu_pool` (one oneDNN call), as `charjax.kernels.select` chose at the
+    entry point; None is the plain nn.Conv / nn.max_pool formulation. Checkpoints of one
+    load into the others.
     """
 
     hidden: int
     dropout: float
     dtype: jnp.dtype = jnp.float32
-    impl: str = "fast"  # create_model resolves the config's "auto"
+    conv_block: Callable | None = None
     num_classes: int = charset.NUM_CLASSES
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = x.astype(self.dtype)
-        if self.impl in ("fast", "onednn"):
-            block = functools.partial(layers.ConvReluPool, dtype=self.dtype, impl=self.impl)
+        if self.conv_block is not None:
+            block = functools.partial(layers.ConvReluPool, dtype=self.dtype,
+                                      block=self.conv_block)
             x = block(32, (5, 5), name="conv1")(x)
             x = block(64, (3, 3), name="conv2")(x)
-        elif self.impl == "flax":
+        else:
             x = nn.Conv(32, (5, 5), padding="VALID", dtype=self.dtype, name="conv1")(x)
             x = nn.max_pool(nn.relu(x), window_shape=(2, 2), strides=(2, 2))
             x = nn.Conv(64, (3, 3), padding="VALID", dtype=self.dtype, name="conv2")(x)
             x = nn.max_pool(nn.relu(x), window_shape=(2, 2), strides=(2, 2))
-        else:
-            raise ValueError(f"unknown impl {self.impl!r}; choose one of {IMPLS}")
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="hidden")(x))
         self.sow("intermediates", "features", x)
@@ -134,97 +134,95 @@ class CompactVGG(nn.Module):
         return head(x, train)
 
 
-# Each model is built from config.model: its own block (config.model.<name>) and, where it
-# has a choice of kernels, config.model.impl. Every setting is in the config schema; none
-# is a hidden default.
-_REGISTRY: dict[str, Callable[[ml_collections.ConfigDict, jnp.dtype], nn.Module]] = {
-    "tutorial": lambda m, dtype: TutorialCNN(
-        m.tutorial.hidden, m.tutorial.dropout, dtype,
-        resolve_impl(m.impl, precision=_precision(dtype)),
-    ),
-    "tutorial_bn": lambda m, dtype: TutorialBN(m.tutorial_bn.hidden, m.tutorial_bn.dropout, dtype),
-    "compact_vgg": lambda m, dtype: CompactVGG(m.compact_vgg.hidden, m.compact_vgg.dropout, dtype),
-}
+# Compute precisions: float32, or bf16 compute with float32 master weights.
+PRECISIONS: tuple[str, ...] = ("float32", "bf16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A registered model: how to build it from its config block, and how to check that
+    block (`check(checker, prefix)`, with charjax.validation's checker and e.g.
+    "model.tutorial"). `conv_block`: whether it takes the kernels chosen at start-up."""
+
+    build: Callable[..., nn.Module]  # (block config, dtype, conv_block) -> module
+    check: Callable[[Any, str], None]
+    number: str | None = None  # the tutorial's model number, if it has one
+    conv_block: bool = False
+
+
+_REGISTRY: dict[str, Entry] = {}
+
+
+def register(name: str, build: Callable[..., nn.Module], check: Callable[[Any, str], None],
+             number: str | None = None, conv_block: bool = False) -> None:
+    """Makes `config.model.name=name` build `build(config.model[name], dtype, conv_block)`.
+
+    A new model is one module that calls this, plus its block in the config. A name
+    registered again is replaced (a config file may be read twice); a number belongs to
+    one name."""
+    owner = next((n for n, e in _REGISTRY.items() if number and e.number == number), name)
+    if owner != name:
+        raise ValueError(f"model number {number} is registered already, to {owner!r}")
+    _REGISTRY[name] = Entry(build, check, number, conv_block)
+
+
+def check_hidden_and_dropout(checker: Any, prefix: str) -> None:
+    """The check of a block with a dense width and a dropout rate (every built-in model)."""
+    checker.integer(f"{prefix}.hidden", 1, 128, " (units of the layer before the classifier)")
+    checker.number(f"{prefix}.dropout", 0.0, 1.0, 0.5, high_open=True)
+
+
 # The tutorial picked its networks by number; model 1 is the one it trained.
-_ALIASES: dict[str, str] = {"1": "tutorial", "2": "tutorial_bn", "3": "compact_vgg"}
+register("tutorial", lambda m, dtype, block: TutorialCNN(m.hidden, m.dropout, dtype, block),
+         check_hidden_and_dropout, number="1", conv_block=True)
+register("tutorial_bn", lambda m, dtype, _: TutorialBN(m.hidden, m.dropout, dtype),
+         check_hidden_and_dropout, number="2")
+register("compact_vgg", lambda m, dtype, _: CompactVGG(m.hidden, m.dropout, dtype),
+         check_hidden_and_dropout, number="3")
 
 
 def canonical_name(name: str | int) -> str:
     """'tutorial' for 'tutorial' or the tutorial's number '1'; unknown names pass through."""
     name = str(name)
-    return _ALIASES[name] if name in _ALIASES else name
+    return next((n for n, e in _REGISTRY.items() if e.number == name), name)
 
 
-IMPLS = ("auto", "onednn", "fast", "flax")
+def entry(name: str | int) -> Entry:
+    """The registered model named `name` (or numbered); ValueError listing the choices."""
+    canonical = canonical_name(name)
+    if canonical not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose one of {model_choices()}")
+    return _REGISTRY[canonical]
 
 
-def resolve_impl(impl: str, backend: str | None = None, precision: str = "float32") -> str:
-    """The tutorial network's implementation for this process: 'auto' is oneDNN on a CPU
-    where charjax.kernels load and run in `precision`, XLA's fast path on other CPUs,
-    plain Flax layers on accelerators (cuDNN needs none of the CPU rewrites)."""
-    if impl not in IMPLS:
-        raise ValueError(f"unknown impl {impl!r}; choose one of {IMPLS}")
-    backend = backend or jax.default_backend()
-    if impl == "auto":
-        if backend != "cpu":
-            return "flax"
-        return "onednn" if kernels.supports(precision) else "fast"
-    if impl == "onednn" and not kernels.status().available:
-        raise RuntimeError(f"model.impl='onednn' but {kernels.status().detail}")
-    if impl == "onednn" and not kernels.supports(precision):
-        raise RuntimeError(f"model.impl='onednn' but this CPU's oneDNN has no {precision} "
-                           "convolution (it needs AVX-512); use model.impl='auto' or 'fast'")
-    return impl
-
-
-def _precision(dtype: jnp.dtype) -> str:
-    return "bf16" if jnp.dtype(dtype) == jnp.bfloat16 else "float32"
-
-
-def impl_of(model_config: ml_collections.ConfigDict) -> str:
-    """The impl setting a model config runs with: its own for the tutorial network
-    (default 'auto'), plain Flax layers for the others."""
-    return model_config.impl if canonical_name(model_config.name) == "tutorial" else "flax"
-
-
-def describe_impl(impl: str, backend: str | None = None, precision: str = "float32") -> str:
-    """One line for a run's log: the backend and the kernels `impl` resolves to."""
-    backend = backend or jax.default_backend()
-    chosen = resolve_impl(impl, backend, precision)
-    kind = {"onednn": kernels.status().detail if chosen == "onednn" else "",
-            "fast": "XLA convolutions (charjax.layers fast path)",
-            "flax": "XLA convolutions (plain Flax layers)"}[chosen]
-    if chosen == "fast" and impl == "auto" and not kernels.available():
-        kind += f"; oneDNN kernels unavailable: {kernels.status().detail}"
-    elif chosen == "fast" and impl == "auto":
-        kind += f"; this CPU's oneDNN has no {precision} convolution"
-    return f"backend {backend}, model kernels: {kind}"
-
-
-# Compute precisions: float32, or bf16 compute with float32 master weights.
-PRECISIONS: tuple[str, ...] = ("float32", "bf16")
+def kernel_setting(model_config: ml_collections.ConfigDict) -> str:
+    """The `config.model.impl` a model runs with: its own where it takes the chosen
+    kernels, plain Flax layers ("flax") for the others."""
+    return model_config.impl if entry(model_config.name).conv_block else "flax"
 
 
 def model_choices() -> list[str]:
     """Every accepted `model.name`: the registered names and the tutorial's numbers."""
-    return model_names() + sorted(_ALIASES)
+    return model_names() + sorted(e.number for e in _REGISTRY.values() if e.number)
 
 
 def model_names() -> list[str]:
-    """Registered model names (aliases not included)."""
+    """Registered model names (numbers not included)."""
     return sorted(_REGISTRY)
 
 
-def create_model(model_config: ml_collections.ConfigDict, precision: str = "float32") -> nn.Module:
+def create_model(
+    model_config: ml_collections.ConfigDict,
+    precision: str = "float32",
+    conv_block: Callable | None = None,
+) -> nn.Module:
     """Builds the module named by `model_config.name` (a name or the tutorial's number)
-    from its settings, `model_config[name]` (and `model_config.impl`)."""
-    name = canonical_name(model_config.name)
-    if name not in _REGISTRY:
-        raise ValueError(
-            f"unknown model {model_config.name!r}; choose one of {model_names()} "
-            f"or a number in {sorted(_ALIASES)}"
-        )
+    from its own block, `model_config[name]`. `conv_block` is the conv-pool kernel
+    `charjax.kernels.select(...).conv_block` chose (None: plain Flax layers); models
+    without that choice ignore it."""
+    found = entry(model_config.name)
     dtypes = dict(zip(PRECISIONS, (jnp.float32, jnp.bfloat16), strict=True))
     if precision not in dtypes:
         raise ValueError(f"unknown precision {precision!r}; choose 'float32' or 'bf16'")
-    return _REGISTRY[name](model_config, dtypes[precision])
+    return found.build(model_config[canonical_name(model_config.name)], dtypes[precision],
+                       conv_block)

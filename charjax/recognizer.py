@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from charjax import charset, framing, imageio, models
+from charjax import charset, framing, imageio, kernels, models
 from charjax.errors import CharjaxError, DataError
 
 BATCH_SIZES: tuple[int, ...] = (1, 8, 64, 256)  # inputs are padded to one of these
@@ -78,11 +78,9 @@ class Recognizer:
         from charjax import checkpoints
 
         state, config = checkpoints.load_for_inference(workdir, step)
-        model_config = config.model
-        if impl is not None and "impl" in config.model:
-            model_config = ml_collections.ConfigDict(config.model.to_dict())
-            model_config.impl = impl
-        model = models.create_model(model_config, config.precision)
+        choice = kernels.select(impl or models.kernel_setting(config.model),
+                                precision=config.precision)
+        model = models.create_model(config.model, config.precision, choice.conv_block)
         params = state.ema_params if state.ema_params is not None else state.params
         variables = {"params": params}
         if state.batch_stats:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax.training import train_state
 
-from charjax import charset, input_pipeline, models, optim
+from charjax import charset, input_pipeline, kernels, models, optim
 
 
 class TrainState(train_state.TrainState):
@@ -37,7 +37,8 @@ def create_train_state(
     `steps_per_epoch` only shapes the learning-rate schedule; the state's structure
     (and so a checkpoint's) does not depend on it.
     """
-    model = models.create_model(config.model, config.precision)
+    choice = kernels.select(models.kernel_setting(config.model), precision=config.precision)
+    model = models.create_model(config.model, config.precision, choice.conv_block)
     variables = model.init({"params": rng}, jnp.zeros((1, *charset.IMAGE_SHAPE)), train=False)
     params = variables["params"]
     return TrainState.create(

@@ -31,6 +31,7 @@ from charjax import (
     input_pipeline,
     interrupt,
     jsonio,
+    kernels,
     layers,
     models,
     optim,
@@ -406,7 +407,8 @@ def _run(
         "model %s: %d parameters",
         config.model.name, sum(x.size for x in jax.tree_util.tree_leaves(state.params)),
     )
-    log.info(models.describe_impl(models.impl_of(config.model), precision=config.precision))
+    log.info(kernels.select(models.kernel_setting(config.model),
+                            precision=config.precision).description)
     history: list[dict] = []
     if mngr.latest_step() is not None:
         state, _, history = checkpoints.restore(mngr, mngr.latest_step(), state)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from charjax import charset, framing, models, optim
+from charjax import charset, framing, kernels, models, optim
 from charjax.errors import ConfigError, DivergedError
 from charjax.reporting.reporter import PROGRESS_MODES
 
@@ -123,15 +123,13 @@ def check_config(config: Any) -> None:
     c.text("init_from")
 
     name = models.canonical_name(c.choice("model.name", models.model_choices()))
-    c.integer(f"model.{name}.hidden", 1, 128, " (units of the layer before the classifier)")
-    c.number(f"model.{name}.dropout", 0.0, 1.0, 0.5, high_open=True)
-    impl = c.choice("model.impl", models.IMPLS)
-    if impl == "onednn":
-        from charjax import kernels
-
-        if not kernels.available():
-            raise _fail("model.impl", impl, f"the oneDNN kernels are not available here "
-                        f"({kernels.status().detail})", "use --config.model.impl=auto")
+    models.entry(name).check(c, f"model.{name}")
+    impl = c.choice("model.impl", kernels.IMPLS)
+    try:
+        kernels.select(models.kernel_setting(config.model), precision=config.precision)
+    except RuntimeError as err:
+        raise _fail("model.impl", impl, str(err).removeprefix(f"model.impl={impl!r} but "),
+                    "use --config.model.impl=auto") from None
 
     c.choice("optimizer.name", optim.NAMES)
     c.choice("optimizer.schedule", optim.SCHEDULES)

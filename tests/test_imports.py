@@ -109,3 +109,39 @@ def test_layering():
             assert "charjax.cli" not in imported, f"{module} imports the CLI"
         if module not in ("charjax.ensemble", "charjax.cli"):
             assert "charjax.train" not in imported, f"{module} imports the trainer"
+
+
+KERNEL_NAMES = {"onednn", "fast", "flax"}
+
+
+def _kernel_name_comparisons(path: str) -> list[int]:
+    """Lines of `path` that compare something with a kernel name ("x == 'onednn'",
+    "x in ('fast', 'onednn')")."""
+    lines = []
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+        if isinstance(node, ast.Compare):
+            constants = {n.value for part in (node.left, *node.comparators)
+                         for n in ast.walk(part) if isinstance(n, ast.Constant)}
+            if constants & KERNEL_NAMES:
+                lines.append(node.lineno)
+    return lines
+
+
+def test_the_kernel_is_chosen_in_one_place():
+    """Only charjax.kernels.select reads a kernel's name; everything else is handed
+    what it chose."""
+    found = {name: lines for name, path in _modules().items()
+             if name != "charjax.kernels" and (lines := _kernel_name_comparisons(path))}
+    assert found == {}, f"kernel names compared outside charjax.kernels.select: {found}"
+    assert _kernel_name_comparisons(_modules()["charjax.kernels"])  # the finder finds them
+
+
+def test_building_a_model_builds_no_cpp():
+    """charjax.models (and what it imports) never reach the module that compiles C++."""
+    import subprocess
+    import sys
+
+    code = "import sys, charjax.models; print('charjax.kernels' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout.strip()
+    assert out == "False"

@@ -20,7 +20,8 @@ needs_bf16_kernels = pytest.mark.skipif(
 
 
 def _model(impl: str, precision: str = "float32"):
-    return models.create_model(default_config(**{"model.impl": impl}).model, precision)
+    block = kernels.select(impl, precision=precision).conv_block
+    return models.create_model(default_config().model, precision, block)
 
 
 def _images(batch: int = 8, seed: int = 0) -> jnp.ndarray:
@@ -209,13 +210,13 @@ def test_auto_falls_back_to_xla_and_says_why(no_kernels, how):
         no_kernels.setattr(kernels.shutil, "which", lambda _: "/bin/true")
         no_kernels.setattr(kernels, "_build", lambda *_: kernels.pathlib.Path("/nowhere/x.so"))
         no_kernels.setattr(kernels, "_registered", None)  # as in a fresh process
-    assert models.resolve_impl("auto", backend="cpu") == "fast"
+    assert kernels.select("auto", backend="cpu").impl == "fast"
     status = kernels.status()
     assert not status.available
-    line = models.describe_impl("auto", backend="cpu")
+    line = kernels.select("auto", backend="cpu").description
     assert "\n" not in line and "backend cpu" in line and status.detail in line
     with pytest.raises(RuntimeError, match="impl='onednn'"):
-        models.resolve_impl("onednn", backend="cpu")
+        kernels.select("onednn", backend="cpu")
     x = _images(2)
     params = _model("auto").init({"params": jax.random.key(0)}, x)["params"]
     assert _model("auto").apply({"params": params}, x).shape == (2, 62)
@@ -223,7 +224,8 @@ def test_auto_falls_back_to_xla_and_says_why(no_kernels, how):
 
 def test_auto_on_an_accelerator_is_plain_flax(monkeypatch):
     monkeypatch.setattr(kernels, "status", lambda: pytest.fail("kernels consulted on gpu"))
-    assert models.resolve_impl("auto", backend="gpu") == "flax"
+    choice = kernels.select("auto", backend="gpu")
+    assert choice.impl == "flax" and choice.conv_block is None
 
 
 def test_auto_falls_back_to_xla_where_onednn_lacks_the_precision(monkeypatch):
@@ -231,8 +233,8 @@ def test_auto_falls_back_to_xla_where_onednn_lacks_the_precision(monkeypatch):
     kernels under impl='auto', and an explicit impl='onednn' says why it can't."""
     monkeypatch.setattr(kernels, "available", lambda: True)
     monkeypatch.setattr(kernels, "supports", lambda dtype: dtype == "float32")
-    assert models.resolve_impl("auto", "cpu", "float32") == "onednn"
-    assert models.resolve_impl("auto", "cpu", "bf16") == "fast"
+    assert kernels.select("auto", "cpu", "float32").conv_block is layers.onednn_conv_relu_pool
+    assert kernels.select("auto", "cpu", "bf16").conv_block is layers.conv_relu_pool
     with pytest.raises(RuntimeError, match="no bf16 convolution"):
-        models.resolve_impl("onednn", "cpu", "bf16")
-    assert "no bf16 convolution" in models.describe_impl("auto", "cpu", "bf16")
+        kernels.select("onednn", "cpu", "bf16")
+    assert "no bf16 convolution" in kernels.select("auto", "cpu", "bf16").description

@@ -11,11 +11,12 @@ import optax
 import pytest
 from conftest import default_config
 
-from charjax import layers, models
+from charjax import kernels, layers, models
 
 
 def _model(impl: str, precision: str = "float32") -> nn.Module:
-    return models.create_model(default_config(**{"model.impl": impl}).model, precision)
+    block = kernels.select(impl, precision=precision).conv_block
+    return models.create_model(default_config().model, precision, block)
 
 
 def _images(batch: int = 6, seed: int = 0) -> jnp.ndarray:

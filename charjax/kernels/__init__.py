@@ -11,7 +11,9 @@ wheel's headers and library, into the charjax cache ($CHARJAX_CACHE or
 
 `status()` says whether the kernels can be used and, if not, why: no compiler, not
 x86-64 Linux, oneDNN not installed, a failed build or load, or CHARJAX_KERNELS=off.
-Callers then keep the XLA path.
+`select()` is where a process decides, once, at its entry point (training, a loaded
+recognizer, export), which conv-pool kernels a model is built with; models never build
+or load C++ themselves.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import site
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 
 from charjax import files
 
@@ -186,3 +189,51 @@ def _runs_in(dtype: str) -> bool:
         log.info("oneDNN has no %s convolution on this CPU (%s)", dtype, str(err)[:200])
         return False
     return True
+
+
+# config.model.impl: "auto" picks for the backend; the others ask for one formulation.
+IMPLS = ("auto", "onednn", "fast", "flax")
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """The conv-pool kernels a model is built with, and the line the run's log shows."""
+
+    impl: str  # "onednn", "fast" or "flax"
+    conv_block: Callable | None  # conv + bias + ReLU + 2x2 max-pool; None: plain Flax layers
+    description: str
+
+
+def select(impl: str = "auto", backend: str | None = None, precision: str = "float32") -> Choice:
+    """The tutorial network's conv-pool kernels for this process.
+
+    "auto" is oneDNN on a CPU where charjax.kernels load and run in `precision`, XLA's
+    fast path (charjax.layers) on other CPUs, and plain Flax layers on accelerators (cuDNN
+    needs none of the CPU rewrites). "onednn" where the kernels cannot serve raises a
+    RuntimeError saying why; "fast" and "flax" are always available (export asks for
+    "flax": no custom call in the exported program).
+    """
+    import jax
+
+    from charjax import layers
+
+    if impl not in IMPLS:
+        raise ValueError(f"unknown impl {impl!r}; choose one of {IMPLS}")
+    backend = backend or jax.default_backend()
+    chosen, note = impl, ""
+    if impl == "auto":
+        chosen = "flax" if backend != "cpu" else "onednn" if supports(precision) else "fast"
+        if backend == "cpu" and chosen == "fast":
+            note = (f"; oneDNN kernels unavailable: {status().detail}" if not available()
+                    else f"; this CPU's oneDNN has no {precision} convolution")
+    elif impl == "onednn" and not available():
+        raise RuntimeError(f"model.impl='onednn' but {status().detail}")
+    elif impl == "onednn" and not supports(precision):
+        raise RuntimeError(f"model.impl='onednn' but this CPU's oneDNN has no {precision} "
+                           "convolution (it needs AVX-512); use model.impl='auto' or 'fast'")
+    block, kind = {
+        "onednn": (layers.onednn_conv_relu_pool, status().detail if chosen == "onednn" else ""),
+        "fast": (layers.conv_relu_pool, "XLA convolutions (charjax.layers fast path)"),
+        "flax": (None, "XLA convolutions (plain Flax layers)"),
+    }[chosen]
+    return Choice(chosen, block, f"backend {backend}, model kernels: {kind}{note}")
