@@ -29,6 +29,8 @@ commands:
           restore the best checkpoint(s) and report accuracy, loss, top-5, per class
   predict --workdir DIR [--top_k 3] [--json F] [--show DIR] IMAGE [IMAGE ...]
           the top-k characters of each image file (any size, colour or polarity)
+  read    --workdir DIR [--json F] IMAGE [IMAGE ...]
+          the text of each image of a handwritten word or line (case from the line)
   serve   --workdir DIR [--host 127.0.0.1] [--port 8000]
           a web page to draw or upload a character, and a JSON API (POST /predict)
   export  --workdir DIR --out FILE [--format jaxexport|onnx]
@@ -344,6 +346,50 @@ def _predict(argv: list[str]) -> None:
         sys.exit(1)
 
 
+def _define_read_flags() -> None:
+    flags.DEFINE_string("workdir", None, "Run directory.")
+    flags.DEFINE_integer("top_k", 3, "How many candidates to keep per character (--json).")
+    flags.DEFINE_string("json", None, "Also write each reading (boxes, top-k) to this JSON file.")
+    flags.mark_flags_as_required(["workdir"])
+
+
+def _read(argv: list[str]) -> None:
+    """`charjax read`: the text of each image of a word or line (charjax/reading.py)."""
+    from charjax import recognizer
+    from charjax.errors import DataError
+
+    paths = argv[1:]
+    if not paths:
+        _fail("read", "name at least one image file: charjax read --workdir DIR IMAGE ...")
+    try:
+        recognizer.check_top_k(FLAGS.top_k)
+    except ValueError as e:
+        _fail("read", f"--{e}")
+    if FLAGS.json:
+        _check_output_file("read", "json", FLAGS.json)
+    rec = recognizer.Recognizer.load(FLAGS.workdir)
+    out, failed = [], 0
+    for path in paths:
+        try:
+            result = rec.read(path, FLAGS.top_k)
+        except (DataError, ValueError) as e:
+            failed += 1
+            print(f"charjax read: error: {e if path in str(e) else f'{path}: {e}'}",
+                  file=sys.stderr)
+            out.append({"file": path, "error": str(e)})
+            continue
+        print(f"{path}: {result.text}")
+        for warning in result.warnings:
+            print(f"charjax read: warning: {path}: {warning}", file=sys.stderr)
+        out.append({"file": path, **result.to_dict()})
+    if FLAGS.json:
+        from charjax import jsonio
+
+        jsonio.write(FLAGS.json, out)
+    if failed:
+        sys.exit(1)
+
+
 def _mean_of(recs: list, answers: list, top_k: int) -> list:
     """Per image, the ensemble members' mean probability (each member frames it its own way)."""
     import dataclasses
@@ -461,6 +507,7 @@ COMMANDS: dict[str, tuple[Callable[[], None], Callable[[list[str]], None]]] = {
     "serve": (_define_serve_flags, _serve),
     "export": (_define_export_flags, _export),
     "data": (_define_data_flags, _data),
+    "read": (_define_read_flags, _read),
 }
 
 
@@ -532,6 +579,7 @@ COMMAND_USAGE = {
             "[--vote] [--adapt_class_mix] [--json F]",
     "predict": "charjax predict --workdir DIR [--top_k 3] IMAGE [IMAGE ...]",
     "data": DATA_USAGE,
+    "read": "charjax read --workdir DIR [--top_k 3] [--json F] IMAGE [IMAGE ...]",
 }
 
 

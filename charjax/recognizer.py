@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from charjax import charset, framing, imageio, models
+from charjax import charset, framing, imageio, models, reading
 from charjax.errors import CharjaxError, DataError
 
 BATCH_SIZES: tuple[int, ...] = (1, 8, 64, 256)  # inputs are padded to one of these
@@ -129,6 +129,16 @@ class Recognizer:
                 continue
             results.append(Result(name, self.top(next(probs), top_k), p.pixels, p.warning))
         return results
+
+    def read(self, image: ImageLike, top_k: int = 3) -> reading.Reading:
+        """An image (or file) of a word or a line of separate characters -> its text, with
+        each character's box, top-k and why the line's geometry changed an answer
+        (charjax/reading.py); the characters are read in one batch by `probabilities`."""
+        check_top_k(top_k)
+        if isinstance(image, str | os.PathLike):
+            path = os.fspath(image)
+            image = imageio.open_picture(imageio.read_bytes(path), path)
+        return reading.read(image, self.probabilities, self.framing, top_k)
 
     def prepare(self, image: ImageLike) -> framing.Prepared:
         """One image (or file) -> the model's 48x48 input, framed as its training data was."""
