@@ -31,6 +31,8 @@ commands:
           the top-k characters of each image file (any size, colour or polarity)
   read    --workdir DIR [--json F] IMAGE [IMAGE ...]
           the text of each image of a handwritten word or line (case from the line)
+  adapt   --workdir RUN --out NEW_RUN
+          fine-tune a run on the corrections in RUN/corrections (one writer's hand)
   serve   --workdir DIR [--host 127.0.0.1] [--port 8000]
           a web page to draw or upload a character, and a JSON API (POST /predict)
   export  --workdir DIR --out FILE [--format jaxexport|onnx]
@@ -390,6 +392,23 @@ def _read(argv: list[str]) -> None:
         sys.exit(1)
 
 
+def _define_adapt_flags() -> None:
+    flags.DEFINE_string("workdir", None, "The run to adapt; its corrections/ folder is read.")
+    flags.DEFINE_string("out", None, "Folder of the adapted run (a new run folder).")
+    flags.mark_flags_as_required(["workdir", "out"])
+
+
+def _adapt(argv: list[str]) -> None:
+    """`charjax adapt`: fine-tune a run on its corrections (charjax/adapt.py)."""
+    from charjax import adapt
+
+    if len(argv) > 1:
+        _fail("adapt", f"unexpected argument(s) {argv[1:]}; use --workdir RUN --out NEW")
+    result = adapt.adapt(FLAGS.workdir, FLAGS.out)
+    print(f"adapted {FLAGS.workdir} on {result['corrections']} corrections into {FLAGS.out} "
+          f"(accuracy on its own held-out data {result['test_accuracy']:.4f})")
+
+
 def _mean_of(recs: list, answers: list, top_k: int) -> list:
     """Per image, the ensemble members' mean probability (each member frames it its own way)."""
     import dataclasses
@@ -508,6 +527,7 @@ COMMANDS: dict[str, tuple[Callable[[], None], Callable[[list[str]], None]]] = {
     "export": (_define_export_flags, _export),
     "data": (_define_data_flags, _data),
     "read": (_define_read_flags, _read),
+    "adapt": (_define_adapt_flags, _adapt),
 }
 
 
@@ -580,6 +600,7 @@ COMMAND_USAGE = {
     "predict": "charjax predict --workdir DIR [--top_k 3] IMAGE [IMAGE ...]",
     "data": DATA_USAGE,
     "read": "charjax read --workdir DIR [--top_k 3] [--json F] IMAGE [IMAGE ...]",
+    "adapt": "charjax adapt --workdir RUN --out NEW_RUN",
 }
 
 

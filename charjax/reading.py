@@ -28,11 +28,13 @@ from charjax import charset, framing
 INK_THRESHOLD = 0.35  # of the peak: what counts as ink when segmenting
 MIN_PIECE_PIXELS = 3  # connected pieces smaller than this are specks, not ink
 MERGE_OVERLAP = 0.5  # pieces whose columns overlap by this share of the narrower are one
+DOT_SIZE = 0.3  # a piece no larger than this many line heights may be a dot ...
+DOT_REACH = 0.3  # ... joined to the character whose top is within this many line heights
 SPLIT_WIDTH = 1.6  # a piece wider than this many cap heights may be touching characters
 SPACE_GAP = 0.45  # a gap wider than this many cap heights (and 2.5 typical gaps) is a space
 GEOMETRY_WEIGHT = 1.0  # exponent of the geometric likelihood (naive Bayes: 1)
 MAX_Z2 = 16.0  # squared z-scores are capped here: one odd stroke must not veto a class
-CONTEXT_ALPHA = 0.5  # Beta prior of the digit-vs-letter context (Jeffreys)
+CONTEXT_WEIGHT = 1.0  # the base rate counts as this many neighbours in the context prior
 LINE_ITERATIONS = 3  # rounds of line estimation and decision
 
 # Per class: where its ink box sits on the line, in cap heights from the baseline: (top above
@@ -199,6 +201,7 @@ def segment(ink: np.ndarray) -> list[Segment]:
         segments.append(Segment(tuple(int(v) for v in box), sub))
     segments.sort(key=lambda s: (s.box[0] + s.box[2]) / 2)
     height = _typical_height(segments)
+    segments = _attach_dots(segments, height)
     out = []
     for s in segments:
         out.extend(_split(s, height))
@@ -235,6 +238,42 @@ def _group(pieces: list[tuple[int, tuple[int, int, int, int]]]) -> list[list[int
     for i in range(len(pieces)):
         groups.setdefault(find(i), []).append(i)
     return list(groups.values())
+
+
+def _attach_dots(segments: list[Segment], height: float) -> list[Segment]:
+    """Small pieces (the dot of a slanted `i` or `j`, which may sit beside its stem's box)
+    joined to the character whose top is nearest, when it is within DOT_REACH heights."""
+    segments = list(segments)
+    small = [s for s in segments if max(s.box[2] - s.box[0], s.box[3] - s.box[1])
+             <= DOT_SIZE * height]
+    for dot in small:
+        others = [t for t in segments if t is not dot and t not in small]
+        if not others or dot not in segments:
+            continue
+        centre = (dot.box[0] + dot.box[2]) / 2
+        distances = []
+        for t in others:
+            rows = max(1, int(round(0.3 * (t.box[3] - t.box[1]))))
+            cols = np.flatnonzero(t.mask[:rows].any(axis=0)) + t.box[0]
+            lo, hi = (cols[0], cols[-1] + 1) if cols.size else (t.box[0], t.box[2])
+            distances.append(max(0.0, lo - centre, centre - hi))
+        best = int(np.argmin(distances))
+        if distances[best] > DOT_REACH * height:
+            continue
+        host = others[best]
+        segments[segments.index(host)] = _union(host, dot)
+        segments.remove(dot)
+    return segments
+
+
+def _union(a: Segment, b: Segment) -> Segment:
+    box = (min(a.box[0], b.box[0]), min(a.box[1], b.box[1]),
+           max(a.box[2], b.box[2]), max(a.box[3], b.box[3]))
+    mask = np.zeros((box[3] - box[1], box[2] - box[0]), bool)
+    for s in (a, b):
+        mask[s.box[1] - box[1] : s.box[3] - box[1], s.box[0] - box[0] : s.box[2] - box[0]] |= (
+            s.mask)
+    return Segment(box, mask, a.warning or b.warning)
 
 
 def _typical_height(segments: list[Segment]) -> float:
@@ -334,11 +373,15 @@ def geometry_log_likelihood(place: np.ndarray) -> np.ndarray:
 def context_log_prior(probs: np.ndarray, words: Sequence[Sequence[int]]) -> np.ndarray:
     """[N, 62]: log prior of digit vs letter from the other characters of the same word.
 
-    With d the expected number of digits among a word's other n characters, a character is a
-    digit with probability (d + alpha) / (n + 2 alpha): a stroke among digits reads `1`, an
-    oval among letters `o`. A lone character gets an even prior.
+    The model learned with every class equally likely, so a digit at the base rate b = 10/62.
+    With d the expected number of digits among a word's other n characters, a character is
+    taken to be a digit with probability (d + CONTEXT_WEIGHT b) / (n + CONTEXT_WEIGHT), and
+    its digit classes are re-weighted by that over b (its letters by the rest over 1 - b):
+    a stroke among digits reads `1`, an oval among letters `o`; a lone character, or one
+    among characters the model is unsure of, keeps the model's own odds.
     """
     is_digit = np.array([c.isdigit() for c in charset.CLASSES])
+    base = is_digit.mean()
     digit_p = probs[:, is_digit].sum(axis=1)
     out = np.zeros_like(probs)
     for word in words:
@@ -346,8 +389,9 @@ def context_log_prior(probs: np.ndarray, words: Sequence[Sequence[int]]) -> np.n
         total = digit_p[word].sum()
         for i in word:
             others = len(word) - 1
-            d = (total - digit_p[i] + CONTEXT_ALPHA) / (others + 2 * CONTEXT_ALPHA)
-            out[i] = np.where(is_digit, np.log(d) - np.log(0.5), np.log(1 - d) - np.log(0.5))
+            d = (total - digit_p[i] + CONTEXT_WEIGHT * base) / (others + CONTEXT_WEIGHT)
+            d = float(np.clip(d, 1e-3, 1 - 1e-3))
+            out[i] = np.where(is_digit, np.log(d / base), np.log((1 - d) / (1 - base)))
     return out
 
 
