@@ -1,6 +1,7 @@
 """Fits the line-geometry constants of charjax/reading.py on charjax's own synthetic glyphs.
 
     python benchmarks/calibrate_reading.py            # prints the table to paste into reading.py
+    python benchmarks/calibrate_reading.py --run runs/demo   # also: the geometry's weight
 
 Every class is drawn N times in the line framing (the hand-printed, Hershey and outline forms
 the fit-framed model learns, placed on the line as in a word), and for each the ink box's top
@@ -8,6 +9,11 @@ and bottom are measured in cap heights from the baseline: top = (baseline - top 
 bottom = (bottom row - baseline) / cap. The trimmed means are a class's place on
 the line, and the trimmed standard deviations its scatter. Nothing here is fitted to
 real handwriting.
+
+With --run, the weight of the geometric likelihood against the model's probabilities
+(reading.GEOMETRY_WEIGHT) and the cap on its squared z-scores (reading.MAX_Z2) are chosen by
+character accuracy on synthetic lines of a seed of their own (CALIBRATION_SEED; the
+benchmark, benchmarks/read.py, draws other lines).
 """
 
 from __future__ import annotations
@@ -48,11 +54,52 @@ def _trimmed(values: np.ndarray, cut: float = 0.1) -> tuple[float, float]:
     return float(kept.mean()), float(kept.std())
 
 
+CALIBRATION_SEED = 77
+
+
+def choose_weights(run: str, count: int) -> list[tuple[float, float, float]]:
+    """(accuracy, weight, cap) on `count` synthetic lines for a small grid, best first."""
+    from charjax import reading
+    from charjax.recognizer import Recognizer
+
+    rec = Recognizer.load(run)
+    cases = []
+    for line in words.lines(count, CALIBRATION_SEED):
+        ink, _ = geometry.ink_image(line.image)
+        segments = reading.segment(ink)
+        if len(segments) != len(line.labels):
+            continue
+        boxes = np.array([s.box for s in segments], np.float64)
+        probs = rec.probabilities(reading.crops(ink, segments, rec.framing, None))
+        cases.append((np.asarray(probs, np.float64), boxes, line.labels))
+    results = []
+    old = reading.GEOMETRY_WEIGHT, reading.MAX_Z2
+    try:
+        for weight in (0.25, 0.5, 0.75, 1.0):
+            for cap in (4.0, 9.0, 16.0):
+                reading.GEOMETRY_WEIGHT, reading.MAX_Z2 = weight, cap
+                right = total = 0
+                for probs, boxes, labels in cases:
+                    posterior, _, _ = reading.decide(probs, boxes, reading._words(boxes))
+                    right += int((posterior.argmax(axis=1) == labels).sum())
+                    total += len(labels)
+                results.append((right / total, weight, cap))
+    finally:
+        reading.GEOMETRY_WEIGHT, reading.MAX_Z2 = old
+    return sorted(results, reverse=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run", help="a trained run: also choose the geometry's weight")
+    parser.add_argument("--lines", type=int, default=300)
     args = parser.parse_args()
+    if args.run:
+        for accuracy, weight, cap in choose_weights(args.run, args.lines):
+            print(f"GEOMETRY_WEIGHT={weight} MAX_Z2={cap}: character accuracy {accuracy:.4f}")
+        return
     table = measure(args.per_class, args.seed)
     print("LINE_PLACE: dict[str, tuple[float, float, float, float]] = {")
     for char, values in table.items():

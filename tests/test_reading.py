@@ -133,3 +133,30 @@ def test_read_end_to_end_on_a_trained_run(trained_run, tmp_path):
 def test_blank_image_reads_nothing_with_a_warning():
     result = reading.read(np.zeros((30, 80), np.uint8), lambda p: np.zeros((len(p), 62)))
     assert result.text == "" and result.warnings
+
+
+def test_read_api_answers_the_predict_request_forms(trained_run):
+    import io
+
+    from starlette.testclient import TestClient
+
+    from charjax.recognizer import Recognizer
+    from charjax.serve.app import create_app
+
+    rec = Recognizer.load(trained_run[0])
+    line = words.render_line("Ab 12", seed=0)
+    png = io.BytesIO()
+    Image.fromarray(255 - line.image).save(png, format="PNG")
+    client = TestClient(create_app(rec))
+    answers = [
+        client.post("/read", files={"file": ("line.png", png.getvalue(), "image/png")}),
+        client.post("/read", content=png.getvalue(), headers={"content-type": "image/png"}),
+        client.post("/read?top_k=2", json={"pixels": (255 - line.image).tolist()}),
+    ]
+    for r in answers:
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["text"] == rec.read(line.image).text and len(body["chars"]) == 4
+    assert len(answers[2].json()["chars"][0]["top"]) == 2
+    bad = client.post("/read", content=b"not a png", headers={"content-type": "image/png"})
+    assert bad.status_code == 400 and "error" in bad.json()
