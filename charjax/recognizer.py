@@ -62,6 +62,7 @@ class Recognizer:
         self.classes: tuple[str, ...] = tuple(charset.CLASSES)
         self.metrics = dict(metrics or {})
         self._lock = threading.Lock()
+        self.workdir: str | None = None  # the run's folder, when loaded from one
 
         def logits(variables: Any, images: jax.Array) -> jax.Array:
             x = images.astype(jnp.float32) * (1.0 / 255.0)
@@ -87,7 +88,9 @@ class Recognizer:
         variables = {"params": params}
         if state.batch_stats:
             variables["batch_stats"] = state.batch_stats
-        return cls(model, variables, config, _read_metrics(workdir))
+        rec = cls(model, variables, config, _read_metrics(workdir))
+        rec.workdir = os.fspath(workdir)  # where `charjax serve` saves corrections
+        return rec
 
     # ------------------------------------------------------------------ public API
     def predict(self, images: ImageLike | Sequence[ImageLike], top_k: int = 3

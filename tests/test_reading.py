@@ -160,3 +160,29 @@ def test_read_api_answers_the_predict_request_forms(trained_run):
     assert len(answers[2].json()["chars"][0]["top"]) == 2
     bad = client.post("/read", content=b"not a png", headers={"content-type": "image/png"})
     assert bad.status_code == 400 and "error" in bad.json()
+
+
+def test_correct_saves_a_labelled_png_adapt_reads(trained_run, tmp_path):
+    import shutil
+
+    from starlette.testclient import TestClient
+
+    from charjax.datasets import folder
+    from charjax.recognizer import Recognizer
+    from charjax.serve.app import create_app
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0], run, ignore=shutil.ignore_patterns("tb", "*.lock"))
+    client = TestClient(create_app(Recognizer.load(run)))
+    assert "canvas" in client.get("/read").text
+    line = words.render_line("ab", seed=0)
+    for index, char, count in ((0, "A", 1), (1, "b", 2)):
+        box = [int(v) for v in line.boxes[index]]
+        r = client.post("/correct", json={"pixels": line.image.tolist(), "box": box,
+                                          "char": char})
+        assert r.status_code == 200 and r.json()["count"] == count
+    dataset, _ = folder.load(run / "corrections", framing="fit")
+    assert sorted(C[i] for i in dataset.labels) == ["A", "b"]
+    assert len(list((run / "corrections_raw").glob("*.png"))) == 2
+    bad = client.post("/correct", json={"pixels": line.image.tolist(), "box": box, "char": "?"})
+    assert bad.status_code == 400
