@@ -32,8 +32,11 @@ DOT_SIZE = 0.3  # a piece no larger than this many line heights may be a dot ...
 DOT_REACH = 0.3  # ... joined to the character whose top is within this many line heights
 SPLIT_WIDTH = 1.6  # a piece wider than this many cap heights may be touching characters
 SPACE_GAP = 0.45  # a gap wider than this many cap heights (and 2.5 typical gaps) is a space
-GEOMETRY_WEIGHT = 1.0  # exponent of the geometric likelihood (naive Bayes: 1)
-MAX_Z2 = 16.0  # squared z-scores are capped here: one odd stroke must not veto a class
+# Exponent of the geometric likelihood (naive Bayes: 1) and the cap on its squared z-scores
+# (one odd stroke must not veto a class): the best of a small grid on synthetic lines of a
+# seed of their own (benchmarks/calibrate_reading.py --run).
+GEOMETRY_WEIGHT = 1.0
+MAX_Z2 = 16.0
 CONTEXT_WEIGHT = 1.0  # the base rate counts as this many neighbours in the context prior
 LINE_ITERATIONS = 3  # rounds of line estimation and decision
 
