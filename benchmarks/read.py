@@ -82,7 +82,7 @@ def run(workdir: str, count: int) -> dict:
         count=count, segmented=segmented, failures=failures, truth=truth,
         read=read_answers, predict=predict_answers, examples=examples,
         draw_s=draw_s, read_ms=1000 * read_s / max(segmented, 1),
-        test_accuracy=rec.metrics.get("test_accuracy"),
+        test_accuracy=rec.metrics.get("test_accuracy", float("nan")), framing=rec.framing,
     )
 
 
@@ -150,8 +150,8 @@ def markdown(workdir: str, r: dict, s_read: dict, s_pred: dict) -> str:
         BEGIN,
         "## Reading words and lines (`benchmarks/read.py`)",
         "",
-        f"{when_and_where()}. Run `{workdir}` (the default run: fit-framed, test accuracy "
-        f"{r['test_accuracy']}). {r['count']:,} synthetic lines "
+        f"{when_and_where()}. Run `{workdir}` (framing `{r['framing']}`, test accuracy "
+        f"{r['test_accuracy']:.4f}). {r['count']:,} synthetic lines "
         "(`charjax/datasets/words.py`, seed "
         f"{LINE_SEED}: one to three words from a small list or random lower / upper / mixed "
         "strings and numbers, one pen and slant per line, 1-5 pixels between characters, "
