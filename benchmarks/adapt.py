@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from results_md import when_and_where, write_section  # noqa: E402
 
-from charjax import adapt, charset  # noqa: E402
+from charjax import adapt, charset, train  # noqa: E402
 from charjax.datasets import folder, synthetic  # noqa: E402
 from charjax.recognizer import Recognizer  # noqa: E402
 
@@ -71,7 +71,7 @@ def main() -> None:
     test_images, test_labels = writer_samples(20, 2, framing)
     general = synthetic.generate(62 * 40, GENERAL_SEED, framing)
     start = time.perf_counter()
-    adapt.adapt(str(run), str(scratch / "run-me"))
+    adapt.adapt(str(run), str(scratch / "run-me"), train.train_and_evaluate)
     seconds = time.perf_counter() - start
     adapted = Recognizer.load(scratch / "run-me")
     rows = {

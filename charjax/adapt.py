@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import ml_collections
 import numpy as np
@@ -95,10 +96,10 @@ def _general_sample(run_config: ml_collections.ConfigDict, count: int, seed: int
     return dataset.subset(pick)
 
 
-def adapt(workdir: str, out: str) -> dict:
+def adapt(workdir: str, out: str, train_and_evaluate: Callable[..., dict]) -> dict:
     """Fine-tunes RUN (`workdir`) on RUN/corrections into the new run `out`; returns its
-    metrics (metrics.json) with the number of corrections used."""
-    from charjax import train
+    metrics (metrics.json) with the number of corrections used. `train_and_evaluate` is the
+    trainer's (charjax.train), passed in by the caller: this module only prepares."""
 
     if os.path.abspath(out) == os.path.abspath(workdir):
         raise AdaptError(f"--out {out}: is the run itself; name a new folder, e.g. {out}-me")
@@ -138,5 +139,5 @@ def adapt(workdir: str, out: str) -> dict:
                           os.path.abspath(corrections_npz), held_out)
     log.info("adapting %s on %d corrections of %d characters, with %d of its own images",
              workdir, n, classes, len(general))
-    result = train.train_and_evaluate(config, os.fspath(out))
+    result = train_and_evaluate(config, os.fspath(out))
     return {**result, "corrections": n}

@@ -400,11 +400,11 @@ def _define_adapt_flags() -> None:
 
 def _adapt(argv: list[str]) -> None:
     """`charjax adapt`: fine-tune a run on its corrections (charjax/adapt.py)."""
-    from charjax import adapt
+    from charjax import adapt, train
 
     if len(argv) > 1:
         _fail("adapt", f"unexpected argument(s) {argv[1:]}; use --workdir RUN --out NEW")
-    result = adapt.adapt(FLAGS.workdir, FLAGS.out)
+    result = adapt.adapt(FLAGS.workdir, FLAGS.out, train.train_and_evaluate)
     print(f"adapted {FLAGS.workdir} on {result['corrections']} corrections into {FLAGS.out} "
           f"(accuracy on its own held-out data {result['test_accuracy']:.4f})")
 

@@ -77,4 +77,4 @@ def test_too_few_corrections_is_one_clear_line(trained_run, tmp_path, capsys):
 def test_no_corrections_folder_says_how_to_make_some(trained_run, tmp_path):
     run = _run_copy(trained_run, tmp_path)
     with pytest.raises(adapt.AdaptError, match="no corrections yet"):
-        adapt.adapt(str(run), str(tmp_path / "me"))
+        adapt.adapt(str(run), str(tmp_path / "me"), lambda config, out: {})

@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import logging
+import sys
 from collections.abc import AsyncGenerator
 from importlib import resources
 from typing import Any
@@ -84,7 +85,7 @@ def create_app(rec: recognizer.Recognizer, max_body_bytes: int = MAX_BODY_BYTES)
         Route("/health", health, methods=["GET"]),
         Route("/model", model, methods=["GET"]),
         Route("/predict", predict, methods=["POST"]),
-        *read_routes.routes(rec, max_body_bytes),  # POST /read: words and lines
+        *read_routes.routes(rec, max_body_bytes, sys.modules[__name__]),  # words and lines
     ]
     return Starlette(
         routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error}

@@ -29,10 +29,10 @@ from starlette.routing import Route
 from charjax import charset, files, recognizer
 
 
-def routes(rec: recognizer.Recognizer, max_body_bytes: int) -> list[Route]:
-    """The reading routes around one Recognizer (mounted by charjax.serve.app); corrections
-    go to the run's folder (`rec.workdir`), and are refused when it has none."""
-    from charjax.serve import app
+def routes(rec: recognizer.Recognizer, max_body_bytes: int, app: Any) -> list[Route]:
+    """The reading routes around one Recognizer, mounted by charjax.serve.app, which passes
+    itself as `app` (its request parsing and errors); corrections go to the run's folder
+    (`rec.workdir`), and are refused when it has none."""
 
     page = resources.files("charjax.serve").joinpath("static", "read.html").read_text("utf-8")
 
@@ -42,7 +42,7 @@ def routes(rec: recognizer.Recognizer, max_body_bytes: int) -> list[Route]:
     async def correct(request: Request) -> Response:
         try:
             body = await app._read_body(request, max_body_bytes)
-            return JSONResponse(await run_in_threadpool(_save_correction, rec, body))
+            return JSONResponse(await run_in_threadpool(_save_correction, rec, body, app))
         except app.BadRequest as e:
             return app._error(e.status, str(e))
 
@@ -50,7 +50,7 @@ def routes(rec: recognizer.Recognizer, max_body_bytes: int) -> list[Route]:
         try:
             top_k = app._top_k(request.query_params.get("top_k") or 3)
             image, top_k = await app._read_image(request, max_body_bytes, top_k)
-            return JSONResponse(await run_in_threadpool(_answer, rec, image, top_k))
+            return JSONResponse(await run_in_threadpool(_answer, rec, image, top_k, app))
         except app.BadRequest as e:
             return app._error(e.status, str(e))
 
@@ -61,9 +61,7 @@ def routes(rec: recognizer.Recognizer, max_body_bytes: int) -> list[Route]:
     ]
 
 
-def _answer(rec: recognizer.Recognizer, image: Any, top_k: int) -> dict[str, Any]:
-    from charjax.serve import app
-
+def _answer(rec: recognizer.Recognizer, image: Any, top_k: int, app: Any) -> dict[str, Any]:
     try:
         return rec.read(image, top_k).to_dict()
     except ValueError as e:
@@ -80,9 +78,8 @@ def corrections_count(folder: str) -> int:
         return 0
 
 
-def _save_correction(rec: recognizer.Recognizer, body: bytes) -> dict[str, Any]:
+def _save_correction(rec: recognizer.Recognizer, body: bytes, app: Any) -> dict[str, Any]:
     from charjax.datasets import folder as folder_source
-    from charjax.serve import app
 
     workdir = getattr(rec, "workdir", None)
     if not workdir:
