@@ -29,6 +29,10 @@ commands:
           restore the best checkpoint(s) and report accuracy, loss, top-5, per class
   predict --workdir DIR [--top_k 3] [--json F] [--show DIR] IMAGE [IMAGE ...]
           the top-k characters of each image file (any size, colour or polarity)
+  read    --workdir DIR [--json F] IMAGE [IMAGE ...]
+          the text of each image of a handwritten word or line (case from the line)
+  adapt   --workdir RUN --out NEW_RUN
+          fine-tune a run on the corrections in RUN/corrections (one writer's hand)
   serve   --workdir DIR [--host 127.0.0.1] [--port 8000]
           a web page to draw or upload a character, and a JSON API (POST /predict)
   export  --workdir DIR --out FILE [--format jaxexport|onnx]
@@ -344,6 +348,67 @@ def _predict(argv: list[str]) -> None:
         sys.exit(1)
 
 
+def _define_read_flags() -> None:
+    flags.DEFINE_string("workdir", None, "Run directory.")
+    flags.DEFINE_integer("top_k", 3, "How many candidates to keep per character (--json).")
+    flags.DEFINE_string("json", None, "Also write each reading (boxes, top-k) to this JSON file.")
+    flags.mark_flags_as_required(["workdir"])
+
+
+def _read(argv: list[str]) -> None:
+    """`charjax read`: the text of each image of a word or line (charjax/reading.py)."""
+    from charjax import recognizer
+    from charjax.errors import DataError
+
+    paths = argv[1:]
+    if not paths:
+        _fail("read", "name at least one image file: charjax read --workdir DIR IMAGE ...")
+    try:
+        recognizer.check_top_k(FLAGS.top_k)
+    except ValueError as e:
+        _fail("read", f"--{e}")
+    if FLAGS.json:
+        _check_output_file("read", "json", FLAGS.json)
+    rec = recognizer.Recognizer.load(FLAGS.workdir)
+    out, failed = [], 0
+    for path in paths:
+        try:
+            result = rec.read(path, FLAGS.top_k)
+        except (DataError, ValueError) as e:
+            failed += 1
+            print(f"charjax read: error: {e if path in str(e) else f'{path}: {e}'}",
+                  file=sys.stderr)
+            out.append({"file": path, "error": str(e)})
+            continue
+        print(f"{path}: {result.text}")
+        for warning in result.warnings:
+            print(f"charjax read: warning: {path}: {warning}", file=sys.stderr)
+        out.append({"file": path, **result.to_dict()})
+    if FLAGS.json:
+        from charjax import jsonio
+
+        jsonio.write(FLAGS.json, out)
+    if failed:
+        sys.exit(1)
+
+
+def _define_adapt_flags() -> None:
+    flags.DEFINE_string("workdir", None, "The run to adapt; its corrections/ folder is read.")
+    flags.DEFINE_string("out", None, "Folder of the adapted run (a new run folder).")
+    flags.mark_flags_as_required(["workdir", "out"])
+
+
+def _adapt(argv: list[str]) -> None:
+    """`charjax adapt`: fine-tune a run on its corrections (charjax/adapt.py)."""
+    from charjax import adapt, train
+
+    if len(argv) > 1:
+        _fail("adapt", f"unexpected argument(s) {argv[1:]}; use --workdir RUN --out NEW")
+    result = adapt.adapt(FLAGS.workdir, FLAGS.out, train.train_and_evaluate)
+    print(f"adapted {FLAGS.workdir} on {result['corrections']} corrections into {FLAGS.out} "
+          f"(accuracy on its own held-out data {result['test_accuracy']:.4f})")
+
+
 def _mean_of(recs: list, answers: list, top_k: int) -> list:
     """Per image, the ensemble members' mean probability (each member frames it its own way)."""
     import dataclasses
@@ -461,6 +526,8 @@ COMMANDS: dict[str, tuple[Callable[[], None], Callable[[list[str]], None]]] = {
     "serve": (_define_serve_flags, _serve),
     "export": (_define_export_flags, _export),
     "data": (_define_data_flags, _data),
+    "read": (_define_read_flags, _read),
+    "adapt": (_define_adapt_flags, _adapt),
 }
 
 
@@ -532,6 +599,8 @@ COMMAND_USAGE = {
             "[--vote] [--adapt_class_mix] [--json F]",
     "predict": "charjax predict --workdir DIR [--top_k 3] IMAGE [IMAGE ...]",
     "data": DATA_USAGE,
+    "read": "charjax read --workdir DIR [--top_k 3] [--json F] IMAGE [IMAGE ...]",
+    "adapt": "charjax adapt --workdir RUN --out NEW_RUN",
 }
 
 

@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from charjax import charset, framing, imageio, kernels, models
+from charjax import charset, framing, imageio, kernels, models, reading
 from charjax.errors import CharjaxError, DataError
 
 BATCH_SIZES: tuple[int, ...] = (1, 8, 64, 256)  # inputs are padded to one of these
@@ -62,6 +62,7 @@ class Recognizer:
         self.classes: tuple[str, ...] = tuple(charset.CLASSES)
         self.metrics = dict(metrics or {})
         self._lock = threading.Lock()
+        self.workdir: str | None = None  # the run's folder, when loaded from one
 
         def logits(variables: Any, images: jax.Array) -> jax.Array:
             x = images.astype(jnp.float32) * (1.0 / 255.0)
@@ -85,7 +86,9 @@ class Recognizer:
         variables = {"params": params}
         if state.batch_stats:
             variables["batch_stats"] = state.batch_stats
-        return cls(model, variables, config, _read_metrics(workdir))
+        rec = cls(model, variables, config, _read_metrics(workdir))
+        rec.workdir = os.fspath(workdir)  # where `charjax serve` saves corrections
+        return rec
 
     # ------------------------------------------------------------------ public API
     def predict(self, images: ImageLike | Sequence[ImageLike], top_k: int = 3
@@ -127,6 +130,16 @@ class Recognizer:
                 continue
             results.append(Result(name, self.top(next(probs), top_k), p.pixels, p.warning))
         return results
+
+    def read(self, image: ImageLike, top_k: int = 3) -> reading.Reading:
+        """An image (or file) of a word or a line of separate characters -> its text, with
+        each character's box, top-k and why the line's geometry changed an answer
+        (charjax/reading.py); the characters are read in one batch by `probabilities`."""
+        check_top_k(top_k)
+        if isinstance(image, str | os.PathLike):
+            path = os.fspath(image)
+            image = imageio.open_picture(imageio.read_bytes(path), path)
+        return reading.read(image, self.probabilities, self.framing, top_k)
 
     def prepare(self, image: ImageLike) -> framing.Prepared:
         """One image (or file) -> the model's 48x48 input, framed as its training data was."""

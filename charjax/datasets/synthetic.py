@@ -613,6 +613,60 @@ def _render_chunk(labels: np.ndarray, seed: int, start: int, framing: str) -> np
     return np.round(images * 255).astype(np.uint8)
 
 
+def render_styled(
+    labels: np.ndarray,
+    rng: np.random.Generator,
+    framing: str = "line",
+    style: dict[str, np.ndarray | float] | None = None,
+    glyph: np.ndarray | None = None,
+    table_framing: str | None = None,
+) -> np.ndarray:
+    """uint8 [n, SIZE, SIZE]: samples drawn as `_render_chunk` draws them, with a writer's hand.
+
+    A hook for drawing one writer (one pen, one slant, one form per character) or the
+    characters of one word: `style` overrides knobs of `_draw_style` (a scalar is shared by
+    every sample), `glyph` fixes the bank glyph of each sample (see `writer_glyphs`), and
+    `table_framing` picks which framing's glyph table forms are drawn from (e.g. "fit"'s,
+    which keeps the look-alike forms, while placing them on a line).
+    """
+    bank = _bank()
+    n = len(labels)
+    if glyph is None:
+        glyph = _pick_glyphs(_class_table(table_framing or framing), labels, rng)
+    drawn = _draw_style(rng, n, framing)
+    for key, value in (style or {}).items():
+        drawn[key] = np.broadcast_to(np.asarray(value), (n, *drawn[key].shape[1:])).copy()
+    outline = np.array([bank.strokes[g] is None for g in glyph])
+    drawn["thicken"] = np.where(outline, drawn["thicken"] - drawn["thin"], drawn["thicken"])
+    sources, hulls, pen = _sources(bank, glyph, drawn, rng)
+    matrix, offset, scale = _placement(hulls, pen, drawn, framing)
+    field = _smooth_field(rng, n, 2, 5) * drawn["elastic"][:, None, None, None]
+    images = _warp(sources, matrix, offset, field - field.mean(axis=(2, 3), keepdims=True))
+    pressure = _smooth_field(rng, n, 1, 3)[:, 0] * drawn["pressure"][:, None, None]
+    images = _thicken(images, (drawn["thicken"][:, None, None] + pressure) * scale[:, None, None])
+    if framing == "fit":
+        images = _refit(images, drawn["shift"] * 0.25)
+    images = _lower_resolution(images, drawn["resolution"])
+    images = _blur(images, drawn["blur"])
+    peak = np.maximum(images.max(axis=(1, 2)), 1e-6)
+    images = np.clip(images * (drawn["gain"] / peak)[:, None, None], 0.0, 1.0)
+    return np.round(images * 255).astype(np.uint8)
+
+
+def writer_glyphs(writer_seed: int, framing: str = "fit") -> np.ndarray:
+    """int [62]: one writer's form of each class (a bank glyph index), fixed by the seed."""
+    rng = np.random.default_rng(np.random.SeedSequence(writer_seed, spawn_key=(2,)))
+    return _pick_glyphs(_class_table(framing), np.arange(charset.NUM_CLASSES), rng)
+
+
+def writer_style(writer_seed: int, framing: str = "fit") -> dict[str, float]:
+    """One writer's pen, slant and habits, fixed by the seed (overrides for render_styled)."""
+    rng = np.random.default_rng(np.random.SeedSequence(writer_seed, spawn_key=(3,)))
+    one = _draw_style(rng, 1, framing)
+    keys = ("shear", "pen", "thicken", "thin", "pressure", "wobble", "overshoot", "aspect")
+    return {key: float(one[key][0]) for key in keys}
+
+
 def _pick_glyphs(
     table: tuple[tuple[np.ndarray, np.ndarray], ...], labels: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:

@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import logging
+import sys
 from collections.abc import AsyncGenerator
 from importlib import resources
 from typing import Any
@@ -28,6 +29,7 @@ from starlette.routing import Route
 
 from charjax import imageio, recognizer
 from charjax.errors import DataError
+from charjax.serve import read_routes
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a character image is a few kB; a photo, a few MB
 MAX_PIXELS_SIDE = 2048  # {"pixels": ...} arrays larger than this on a side are refused
@@ -83,6 +85,7 @@ def create_app(rec: recognizer.Recognizer, max_body_bytes: int = MAX_BODY_BYTES)
         Route("/health", health, methods=["GET"]),
         Route("/model", model, methods=["GET"]),
         Route("/predict", predict, methods=["POST"]),
+        *read_routes.routes(rec, max_body_bytes, sys.modules[__name__]),  # words and lines
     ]
     return Starlette(
         routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error}

@@ -1,0 +1,113 @@
+"""The word page: `GET /read` (a wide canvas), `POST /read` and `POST /correct`.
+
+`POST /read` takes the request forms of `POST /predict` (multipart field `file`, an image/*
+body, or JSON {"pixels": [[...]]}); the answer is `Reading.to_dict()`: the text, the line's
+baseline and cap height, and per character its box, top-k and why the line changed the
+answer. `POST /correct` takes JSON {"pixels": the line, "box": [x0, y0, x1, y1], "char": "a"}
+and saves that character, framed as the model's inputs are, as a labelled 48x48 PNG in
+WORKDIR/corrections/ (the folder layout `charjax adapt` reads: `097_<n>.png`, case-safe) and
+the raw crop under the same name in WORKDIR/corrections_raw/ (outside corrections/, whose
+layout must stay flat); it answers the number of corrections saved.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from charjax import charset, files, recognizer
+
+
+def routes(rec: recognizer.Recognizer, max_body_bytes: int, app: Any) -> list[Route]:
+    """The reading routes around one Recognizer, mounted by charjax.serve.app, which passes
+    itself as `app` (its request parsing and errors); corrections go to the run's folder
+    (`rec.workdir`), and are refused when it has none."""
+
+    page = resources.files("charjax.serve").joinpath("static", "read.html").read_text("utf-8")
+
+    async def read_page(request: Request) -> Response:
+        return HTMLResponse(page)
+
+    async def correct(request: Request) -> Response:
+        try:
+            body = await app._read_body(request, max_body_bytes)
+            return JSONResponse(await run_in_threadpool(_save_correction, rec, body, app))
+        except app.BadRequest as e:
+            return app._error(e.status, str(e))
+
+    async def read(request: Request) -> Response:
+        try:
+            top_k = app._top_k(request.query_params.get("top_k") or 3)
+            image, top_k = await app._read_image(request, max_body_bytes, top_k)
+            return JSONResponse(await run_in_threadpool(_answer, rec, image, top_k, app))
+        except app.BadRequest as e:
+            return app._error(e.status, str(e))
+
+    return [
+        Route("/read", read_page, methods=["GET"]),
+        Route("/read", read, methods=["POST"]),
+        Route("/correct", correct, methods=["POST"]),
+    ]
+
+
+def _answer(rec: recognizer.Recognizer, image: Any, top_k: int, app: Any) -> dict[str, Any]:
+    try:
+        return rec.read(image, top_k).to_dict()
+    except ValueError as e:
+        raise app.BadRequest(400, str(e)) from None
+
+
+_COUNTER = itertools.count()
+
+
+def corrections_count(folder: str) -> int:
+    try:
+        return sum(name.endswith(".png") for name in os.listdir(folder))
+    except OSError:
+        return 0
+
+
+def _save_correction(rec: recognizer.Recognizer, body: bytes, app: Any) -> dict[str, Any]:
+    from charjax.datasets import folder as folder_source
+
+    workdir = getattr(rec, "workdir", None)
+    if not workdir:
+        raise app.BadRequest(409, "this server has no run folder to save corrections in")
+    try:
+        payload = json.loads(body)
+        char, box = payload["char"], [int(v) for v in payload["box"]]
+        line = np.array(payload["pixels"], dtype=np.float64)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise app.BadRequest(400, 'JSON body must be {"pixels": [[...]], "box": [x0, y0, x1, '
+                                  'y1], "char": "a"}') from None
+    if not isinstance(char, str) or len(char) != 1 or char not in charset.CLASSES:
+        raise app.BadRequest(400, f"char must be one of 0-9, A-Z, a-z, got {char!r}")
+    if line.ndim != 2 or max(line.shape) > app.MAX_PIXELS_SIDE or not np.isfinite(line).all():
+        raise app.BadRequest(400, '"pixels" must be a 2-D array of gray values 0..255')
+    x0, y0, x1, y1 = box
+    if not (0 <= x0 < x1 <= line.shape[1] and 0 <= y0 < y1 <= line.shape[0]):
+        raise app.BadRequest(400, f"box {box} lies outside the {line.shape[1]}x{line.shape[0]} "
+                                  "image")
+    crop = np.clip(line[y0:y1, x0:x1], 0, 255).astype(np.uint8)
+    framed = rec.prepare(crop).pixels[..., 0]
+    folder = os.path.join(os.fspath(workdir), "corrections")
+    raw = os.path.join(os.fspath(workdir), "corrections_raw")
+    os.makedirs(folder, exist_ok=True)
+    os.makedirs(raw, exist_ok=True)
+    stem = f"{folder_source.label_token(char)}_{time.time_ns()}{next(_COUNTER):04d}"
+    for path, pixels in ((os.path.join(folder, stem + ".png"), framed),
+                         (os.path.join(raw, stem + ".png"), crop)):
+        with files.atomic_path(path, suffix=".png") as tmp:
+            Image.fromarray(pixels).save(tmp, format="PNG")
+    return {"saved": stem + ".png", "count": corrections_count(folder)}
