@@ -1,13 +1,16 @@
 """Tests for the embedded synthetic dataset: reproducible, balanced, framed as promised, cached."""
 
 import logging
+import operator
 import time
 
 import numpy as np
 import pytest
+from conftest import tiny_config
 
-from charjax import charset
+from charjax import charset, parallel, validation
 from charjax.datasets import hand_glyphs, synthetic
+from charjax.errors import ConfigError
 
 N = 4 * charset.NUM_CLASSES + 7  # not a multiple of 62, so the extras are exercised
 
@@ -298,3 +301,55 @@ def test_bad_arguments_raise(kwargs, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         synthetic.load(**kwargs, cache_dir=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_worker_processes_draw_the_same_bytes(caplog):
+    caplog.set_level(logging.INFO)
+    # Small blocks, so the set is several tasks; here=False leaves all of them to the two
+    # started worker processes (which receive the glyph bank this process built).
+    alone = synthetic._generate(300, 4, "fit", workers=1, chunk=16)
+    pooled = synthetic._generate(300, 4, "fit", workers=2, chunk=16, here=False)
+    np.testing.assert_array_equal(pooled.images, alone.images)
+    np.testing.assert_array_equal(pooled.labels, alone.labels)
+    assert "finishing their tasks here" not in caplog.text  # the workers did the drawing
+    assert "images/s, 2 workers)" in caplog.text and "images/s, 1 worker)" in caplog.text
+
+
+def test_a_failing_task_fails_the_run():
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        list(parallel.run(operator.truediv, [(1, 1), (1, 0), (2, 1)], 2, here=False))
+
+
+@pytest.mark.parametrize(
+    "env, requested, num_images, expected",
+    [
+        ("", 0, 62 * 2400, 6),  # auto: every core this process may use
+        ("", 3, 62 * 2400, 3),
+        ("2", 0, 62 * 2400, 2),  # CHARJAX_WORKERS caps auto ...
+        ("2", 4, 62 * 2400, 2),  # ... and an explicit request
+        ("8", 3, 62 * 2400, 3),
+        ("", 0, 16 * 62, 1),  # two blocks: not worth starting a process
+        ("", 0, 512 * 8, 2),  # one worker per four blocks at most
+    ],
+)
+def test_worker_count(monkeypatch, env, requested, num_images, expected):
+    monkeypatch.setattr(parallel, "cores", lambda: 6)
+    monkeypatch.setenv(parallel.ENV, env)
+    assert synthetic.worker_count(num_images, requested) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_a_bad_worker_cap_is_one_line(monkeypatch, value):
+    monkeypatch.setenv(parallel.ENV, value)
+    for call in (lambda: synthetic.generate(124, seed=0),
+                 lambda: validation.check_config(tiny_config())):
+        with pytest.raises(ConfigError, match=parallel.ENV) as error:
+            call()
+        assert "\n" not in str(error.value)
+
+
+def test_the_workers_field_is_checked():
+    config = tiny_config()
+    config.data.synthetic.workers = -1
+    with pytest.raises(ConfigError, match="data.synthetic.workers"):
+        validation.check_config(config)
