@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import operator
 import os
 import pickle
 import queue
@@ -65,9 +66,13 @@ def env_cap() -> int | None:
 def count(requested: int, tasks: int | None = None) -> int:
     """The number of workers: `requested`, or every core for 0; at most CHARJAX_WORKERS
     (which caps an explicit request too) and at most `tasks`; at least 1."""
-    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
+    try:
+        number = -1 if isinstance(requested, bool) else operator.index(requested)  # numpy's too
+    except TypeError:
+        number = -1
+    if number < 0:
         raise ValueError(f"workers must be 0 (every core) or a positive integer, got {requested!r}")
-    workers = requested or cores()
+    workers = number or cores()
     cap = env_cap()
     if cap is not None:
         workers = min(workers, cap)

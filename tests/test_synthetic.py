@@ -294,6 +294,8 @@ def test_unwritable_cache_still_returns_the_set(tmp_path, caplog):
         (dict(num_images=61, seed=0), "at least 62"),
         (dict(num_images=124, seed=-1), "seed"),
         (dict(num_images=124.0, seed=0), "integer"),
+        (dict(num_images=124, seed=0, workers=-1), "workers"),
+        (dict(num_images=124, seed=0, workers=1.5), "workers"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message, tmp_path):
