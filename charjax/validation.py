@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from charjax import charset, framing, kernels, models, optim
+from charjax import charset, framing, kernels, models, optim, parallel
 from charjax.errors import ConfigError, DivergedError
 from charjax.reporting.reporter import PROGRESS_MODES
 
@@ -188,6 +188,8 @@ def _check_data(c: _Checker) -> None:
         c.integer("data.synthetic.num_images", charset.NUM_CLASSES, 62 * 800,
                   f" (at least one image of each of the {charset.NUM_CLASSES} classes)")
         c.integer("data.synthetic.seed", 0, 0)
+        c.integer("data.synthetic.workers", 0, 2, " (0: every core)")
+        parallel.env_cap()  # a bad CHARJAX_WORKERS fails here, before any work
     pattern = c.text("data.folder.pattern")
     if kind == "folder" and pattern:  # empty: the built-in pattern
         try:

@@ -87,6 +87,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.synthetic = ml_collections.ConfigDict()
     config.data.synthetic.num_images = 62 * 2400  # source "synthetic": images, balanced
     config.data.synthetic.seed = 0  # the generator's seed: same seed, same pixels
+    # Processes drawing the set: 0 = every core this process may use; the pixels are the same
+    # for any number. CHARJAX_WORKERS=N caps it, an explicit value too (the smaller wins).
+    config.data.synthetic.workers = 0
     # Bad files (unreadable, unlabelled, outside the charset) stop the load with one error
     # naming the file; True leaves them out and lists them in WORKDIR/skipped_files.txt.
     config.data.skip_bad = False

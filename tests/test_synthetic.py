@@ -1,13 +1,17 @@
 """Tests for the embedded synthetic dataset: reproducible, balanced, framed as promised, cached."""
 
 import logging
+import operator
 import time
 
 import numpy as np
 import pytest
+from conftest import tiny_config
+from PIL import Image, ImageDraw
 
-from charjax import charset
+from charjax import charset, parallel, validation
 from charjax.datasets import hand_glyphs, synthetic
+from charjax.errors import ConfigError
 
 N = 4 * charset.NUM_CLASSES + 7  # not a multiple of 62, so the extras are exercised
 
@@ -290,6 +294,8 @@ def test_unwritable_cache_still_returns_the_set(tmp_path, caplog):
         (dict(num_images=61, seed=0), "at least 62"),
         (dict(num_images=124, seed=-1), "seed"),
         (dict(num_images=124.0, seed=0), "integer"),
+        (dict(num_images=124, seed=0, workers=-1), "workers"),
+        (dict(num_images=124, seed=0, workers=1.5), "workers"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message, tmp_path):
@@ -298,3 +304,136 @@ def test_bad_arguments_raise(kwargs, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         synthetic.load(**kwargs, cache_dir=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_worker_processes_draw_the_same_bytes(caplog):
+    caplog.set_level(logging.INFO)
+    # Small blocks, so the set is several tasks; here=False leaves all of them to the two
+    # started worker processes (which receive the glyph bank this process built).
+    alone = synthetic._generate(300, 4, "fit", workers=1, chunk=16)
+    pooled = synthetic._generate(300, 4, "fit", workers=2, chunk=16, here=False)
+    np.testing.assert_array_equal(pooled.images, alone.images)
+    np.testing.assert_array_equal(pooled.labels, alone.labels)
+    assert "finishing their tasks here" not in caplog.text  # the workers did the drawing
+    assert "images/s, 2 workers)" in caplog.text and "images/s, 1 worker)" in caplog.text
+
+
+def test_a_failing_task_fails_the_run():
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        list(parallel.run(operator.truediv, [(1, 1), (1, 0), (2, 1)], 2, here=False))
+
+
+@pytest.mark.parametrize(
+    "env, requested, num_images, expected",
+    [
+        ("", 0, 62 * 2400, 6),  # auto: every core this process may use
+        ("", 3, 62 * 2400, 3),
+        ("2", 0, 62 * 2400, 2),  # CHARJAX_WORKERS caps auto ...
+        ("2", 4, 62 * 2400, 2),  # ... and an explicit request
+        ("8", 3, 62 * 2400, 3),
+        ("", 0, 16 * 62, 1),  # two blocks: not worth starting a process
+        ("", 0, 512 * 8, 2),  # one worker per four blocks at most
+    ],
+)
+def test_worker_count(monkeypatch, env, requested, num_images, expected):
+    monkeypatch.setattr(parallel, "cores", lambda: 6)
+    monkeypatch.setenv(parallel.ENV, env)
+    assert synthetic.worker_count(num_images, requested) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_a_bad_worker_cap_is_one_line(monkeypatch, value):
+    monkeypatch.setenv(parallel.ENV, value)
+    for call in (lambda: synthetic.generate(124, seed=0),
+                 lambda: validation.check_config(tiny_config())):
+        with pytest.raises(ConfigError, match=parallel.ENV) as error:
+            call()
+        assert "\n" not in str(error.value)
+
+
+def test_the_workers_field_is_checked():
+    config = tiny_config()
+    config.data.synthetic.workers = -1
+    with pytest.raises(ConfigError, match="data.synthetic.workers"):
+        validation.check_config(config)
+
+
+def test_pixel_batches_do_not_change_the_pixels(monkeypatch):
+    whole = synthetic._render_chunk(np.arange(150) % 62, 1, 0, "fit")
+    monkeypatch.setattr(synthetic, "_PIXEL_BATCH", 7)
+    np.testing.assert_array_equal(synthetic._render_chunk(np.arange(150) % 62, 1, 0, "fit"), whole)
+
+
+def _jitter_one_by_one(glyphs, amplitudes, overshoots, lifts, rng):
+    """_jitter as a plain loop over glyphs and strokes: what the chunk-wide arithmetic must
+    reproduce bit for bit (it keeps the pixels of every set drawn before it)."""
+    out = []
+    for paths, amplitude, overshoot, lift in zip(
+        glyphs, amplitudes, overshoots, lifts, strict=True
+    ):
+        points = np.concatenate(paths)
+        k = rng.normal(0.0, 1.0, (2, 2, 2)) * (2 * np.pi / 40.0)
+        phase = rng.uniform(0, 2 * np.pi, (2, 2))
+        waves = np.sin(np.einsum("pc,awc->paw", points, k) + phase)
+        moved = points + amplitude * waves.mean(axis=2)
+        strokes, start = [], 0
+        for path in paths:
+            stroke = moved[start : start + len(path)]
+            start += len(path)
+            angle = rng.normal(0.0, 0.05)
+            cos, sin = np.cos(angle), np.sin(angle)
+            centre = stroke.mean(axis=0)
+            turned = (stroke - centre) @ np.array([[cos, sin], [-sin, cos]])
+            stroke = turned * np.exp(rng.normal(0.0, 0.05)) + centre + rng.normal(0.0, 0.6, 2)
+            amounts = overshoot * rng.normal(0.0, 1.0, 2)
+            if len(stroke) >= 2:
+                stroke = stroke.copy()
+                for end, inner, amount in ((0, 1, amounts[0]), (-1, -2, amounts[1])):
+                    step = stroke[end] - stroke[inner]
+                    length = float(np.hypot(*step))
+                    if length > 1e-6:
+                        move = max(float(amount), -0.7 * length)
+                        stroke[end] = stroke[end] + step / length * move
+            strokes.append(stroke)
+        if lift:
+            longest = max(range(len(strokes)), key=lambda i: len(strokes[i]))
+            stroke = strokes[longest]
+            if len(stroke) >= 6:
+                cut = int(rng.integers(2, len(stroke) - 2))
+                second = stroke[cut - 1 :] + rng.normal(0.0, 1.0, 2)
+                strokes[longest : longest + 1] = [stroke[:cut], second]
+        out.append(strokes)
+    return out
+
+
+def test_chunk_wide_jitter_matches_the_plain_loop():
+    bank = synthetic._bank()
+    drawn = [g for g in range(len(bank.strokes)) if bank.strokes[g] is not None]
+    pick = np.random.default_rng(0).choice(drawn, 300)
+    glyphs = [bank.strokes[g] for g in pick]
+    glyphs.append((np.array([[30.0, 30.0]]), np.array([[1.0, 2.0], [1.0, 2.0]])))  # a dot
+    knobs = np.random.default_rng(1)
+    args = (knobs.uniform(0.4, 1.8, 301), knobs.uniform(0, 2, 301), knobs.uniform(size=301) < 0.5)
+    ours = synthetic._jitter(glyphs, *args, np.random.default_rng(2))
+    plain = _jitter_one_by_one(glyphs, *args, np.random.default_rng(2))
+    assert len(ours) == len(plain)
+    for mine, theirs in zip(ours, plain, strict=True):
+        assert len(mine) == len(theirs)
+        for a, b in zip(mine, theirs, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_curved_lines_match_pillows():
+    rng = np.random.default_rng(0)
+    for width in range(1, 11):
+        for length in (2, 3, 12, 40):
+            turns = rng.normal(0, 0.6, length).cumsum()
+            steps = np.stack([np.cos(turns), np.sin(turns)], 1) * rng.uniform(0.5, 4, (length, 1))
+            steps[length // 2 :: 3] = steps[length // 2 - 1]  # some straight runs
+            points = (20 + steps.cumsum(axis=0)).tolist()
+            ours, pillows = Image.new("L", (72, 72)), Image.new("L", (72, 72))
+            synthetic._curved_line(ImageDraw.Draw(ours), points, width)
+            ImageDraw.Draw(pillows).line(
+                [tuple(p) for p in points], fill=255, width=width, joint="curve"
+            )
+            assert ours.tobytes() == pillows.tobytes(), (width, length)

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ml_collections
 import numpy as np
 
 from charjax import charset, framing
@@ -33,6 +32,9 @@ __all__ = [
 ]
 
 SOURCES = ("synthetic", "npz:PATH", "folder:PATH", "tfds:NAME[:SPLIT]")
+
+if TYPE_CHECKING:  # only for annotations: the generator's worker processes skip the import
+    import ml_collections
 
 _log = logging.getLogger("charjax.datasets")
 
@@ -55,7 +57,8 @@ def load_with_skipped(
     if kind == "synthetic" and not arg:
         from charjax.datasets import synthetic
 
-        return synthetic.load(**_synthetic_args(data_config), cache_dir=cache_dir), []
+        return synthetic.load(**_synthetic_args(data_config), cache_dir=cache_dir,
+                              workers=data_config.synthetic.workers), []
     if kind == "npz" and arg:
         from charjax.datasets import npz
 

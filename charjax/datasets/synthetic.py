@@ -22,7 +22,9 @@ images):
     source's look-alike glyphs are kept in one class only.
 
 The pixels depend only on (num_images, seed, framing), GENERATOR_VERSION and the installed
-fonts; each block of _CHUNK samples draws from its own seeded stream.
+fonts; each block of _CHUNK samples draws from its own seeded stream, so the blocks are drawn
+in parallel on every core this process may use (charjax.parallel; CHARJAX_WORKERS=N caps it)
+and the bytes are the same for any number of workers.
 """
 
 from __future__ import annotations
@@ -30,15 +32,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import os
 import pathlib
+import sys
 import time
 import zipfile
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from charjax import charset, files
+from charjax import charset, files, parallel
 from charjax import framing as framing_geometry
 from charjax.datasets.base import Dataset
 from charjax.datasets.hand_glyphs import HAND_GLYPHS
@@ -62,6 +67,11 @@ _LINE_SHIFT = np.array(framing_geometry.LINE_SHIFT)  # position jitter (x, y) in
 _FIT_BOX = framing_geometry.FIT_BOX
 _MAX_THICKEN = 2.5  # output pixels: the most a stroke's radius grows
 _CHUNK = 512  # samples per random stream (changing it changes the pixels: bump the version)
+# A started worker process costs about as much as drawing a few chunks (its start-up), so a
+# job gets one worker per this many chunks at most: a small one stays in this process.
+_CHUNKS_PER_WORKER = 4
+_PROGRESS_S = 10.0  # off a terminal, a progress line at most this often (none for less)
+_PIXEL_BATCH = 32  # samples per batch of the per-pixel steps (any size draws the same pixels)
 _HULL_DIRS = 16  # directions of the extreme points that stand in for a glyph's convex hull
 
 # (file in matplotlib's mpl-data/fonts/ttf, or None for Pillow's default font, sampling weight).
@@ -130,24 +140,85 @@ _CONFUSABLE: tuple[tuple[str, str, float], ...] = (
 _ASPECT_LIMITS: dict[str, tuple[float, float]] = {"0": (0.0, 0.76), "O": (0.8, 10.0)}
 
 
-def generate(num_images: int, seed: int, framing: str = "line") -> Dataset:
-    """`num_images` balanced, shuffled synthetic characters; the same seed gives the same set."""
+def generate(num_images: int, seed: int, framing: str = "line", workers: int = 0) -> Dataset:
+    """`num_images` balanced, shuffled synthetic characters; the same seed gives the same set.
+
+    `workers`: processes drawing it (0: every core this process may use, at most
+    CHARJAX_WORKERS; see charjax.parallel); the bytes do not depend on it.
+    """
+    return _generate(num_images, seed, framing, workers, _CHUNK)
+
+
+def _generate(
+    num_images: int, seed: int, framing: str, workers: int, chunk: int, here: bool = True
+) -> Dataset:
+    """generate() in blocks of `chunk` samples (a different `chunk` draws other pixels);
+    `here=False` leaves every block to started workers (see parallel.run)."""
     _check_args(num_images, seed, framing)
     start = time.perf_counter()
     labels = _balanced_labels(num_images, seed)
+    tasks = [(labels[i : i + chunk], seed, i, framing) for i in range(0, num_images, chunk)]
+    count = _worker_count(workers, len(tasks))
     images = np.empty((num_images, _SIZE, _SIZE, 1), np.uint8)
-    for index in range(0, num_images, _CHUNK):
-        part = labels[index : index + _CHUNK]
-        images[index : index + len(part), ..., 0] = _render_chunk(part, seed, index, framing)
+
+    def setup() -> tuple:  # built here while the workers start; they receive it
+        return _bank(), framing, _class_table(framing)
+
+    with _progress(num_images, framing) as bar:
+        for index, part in parallel.run(_render_chunk, tasks, count, _adopt, setup, here):
+            first = tasks[index][2]
+            images[first : first + len(part), ..., 0] = part
+            bar.update(len(part))
     seconds = time.perf_counter() - start
     _log.info(
-        "generated %d synthetic %s-framed images in %.1f s (%.0f images/s)",
+        "generated %d synthetic %s-framed images in %.1f s (%.0f images/s, %d worker%s)",
         num_images,
         framing,
         seconds,
         num_images / max(seconds, 1e-9),
+        count,
+        "" if count == 1 else "s",
     )
     return Dataset(images, labels, charset.CLASSES)
+
+
+def worker_count(num_images: int, requested: int = 0) -> int:
+    """The processes generate(num_images, workers=requested) draws with (this one included)."""
+    return _worker_count(requested, -(-num_images // _CHUNK))
+
+
+def _worker_count(requested: int, chunks: int) -> int:
+    """`requested` (0: every core), CHARJAX_WORKERS at most, and one per _CHUNKS_PER_WORKER
+    blocks at most, so a small job stays in this process."""
+    return parallel.count(requested, max(1, chunks // _CHUNKS_PER_WORKER))
+
+
+def _progress(total: int, framing: str) -> Any:
+    """Console progress as the trainer shows it (config.report.progress "auto"): a redrawn
+    bar on a terminal, else a plain log line at most every _PROGRESS_S (none for less)."""
+    from tqdm import tqdm
+
+    desc = f"drawing {framing}-framed synthetic images"
+    if sys.stderr.isatty():
+        return tqdm(total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True)
+    return tqdm(
+        total=total, desc=desc, unit="img", file=_LogLines(), mininterval=_PROGRESS_S,
+        delay=_PROGRESS_S, ascii=True,
+        bar_format="{desc}: {n_fmt}/{total_fmt} ({percentage:.0f}%) "
+                   "[{elapsed}<{remaining}, {rate_fmt}]",
+    )
+
+
+class _LogLines:
+    """A file for tqdm that turns each redraw into one plain log line (no \\r, no ANSI)."""
+
+    def write(self, text: str) -> None:
+        text = text.replace("\x1b[A", "").strip("\r\n ")
+        if text:
+            _log.info("%s", text)
+
+    def flush(self) -> None:
+        pass
 
 
 def load(
@@ -155,6 +226,7 @@ def load(
     seed: int,
     framing: str = "line",
     cache_dir: str | os.PathLike | None = None,
+    workers: int = 0,
 ) -> Dataset:
     """generate() cached in cache_dir (default: $CHARJAX_CACHE or ~/.cache/charjax)."""
     _check_args(num_images, seed, framing)
@@ -163,7 +235,7 @@ def load(
     if cached is not None:
         _log.info("loaded %d synthetic images from cache %s", num_images, path)
         return cached
-    dataset = generate(num_images, seed, framing)
+    dataset = generate(num_images, seed, framing, workers)
     try:
         _write_cache(path, dataset)
     except OSError as error:
@@ -256,9 +328,26 @@ class _Bank:
     strokes: tuple[tuple[np.ndarray, ...] | None, ...]
 
 
-@functools.cache
+_BANK: list[_Bank] = []  # this process's glyph bank, once built or adopted
+_TABLES: dict[str, tuple[tuple[np.ndarray, np.ndarray], ...]] = {}  # _class_table's, by framing
+
+
 def _bank() -> _Bank:
-    """Builds the glyph bank (a fraction of a second); cached for the life of the process."""
+    """The glyph bank: built on first use (a second or two), kept for the life of the process."""
+    if not _BANK:
+        _BANK.append(_build_bank())
+    return _BANK[0]
+
+
+def _adopt(bank: _Bank, framing: str, table: tuple[tuple[np.ndarray, np.ndarray], ...]) -> None:
+    """A worker process takes the bank and class table its parent built (parallel.run's
+    initializer): the same arrays, so the same pixels, without building them again."""
+    _BANK[:] = [bank]
+    _TABLES[framing] = table
+
+
+def _build_bank() -> _Bank:
+    """Every usable glyph, rendered clean."""
     entries = _outline_entries() + _hershey_entries() + _hand_entries()
     entries = [e for e in entries if _aspect_allowed(e)]
     images = np.stack([e["image"] for e in entries])
@@ -275,8 +364,14 @@ def _bank() -> _Bank:
     )
 
 
-@functools.cache
 def _class_table(framing: str) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """_build_class_table(framing), built once per process (or adopted, see _adopt)."""
+    if framing not in _TABLES:
+        _TABLES[framing] = _build_class_table(framing)
+    return _TABLES[framing]
+
+
+def _build_class_table(framing: str) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """Per class, the glyph indices a framing draws from and their sampling probabilities.
 
     Line framing leaves out a group's glyph that looks like its partner in a _CONFUSABLE
@@ -376,8 +471,8 @@ def _hershey_entries() -> list[dict]:
     from HersheyFonts import HersheyFonts
 
     entries, seen = [], set()
+    fonts = HersheyFonts()  # one reader: it lists the package's font archive once
     for face, weight in _HERSHEY_FACES:
-        fonts = HersheyFonts()
         fonts.load_default_font(face)
         glyphs = fonts.all_glyphs
         for label, char in enumerate(charset.CLASSES):
@@ -479,12 +574,12 @@ def _subdivide(xy: np.ndarray, max_step: float) -> np.ndarray:
     """The polyline with extra points so no segment is longer than max_step."""
     if len(xy) < 2:
         return xy
-    out = [xy[:1]]
-    for a, b in zip(xy[:-1], xy[1:], strict=True):
-        n = max(1, int(np.ceil(np.hypot(*(b - a)) / max_step)))
-        t = np.arange(1, n + 1)[:, None] / n
-        out.append(a + (b - a) * t)
-    return np.concatenate(out)
+    step = xy[1:] - xy[:-1]
+    n = np.maximum(1, np.ceil(np.hypot(step[:, 0], step[:, 1]) / max_step).astype(np.int64))
+    # Segment i gets points a + (b - a) * k / n[i] for k = 1 .. n[i].
+    k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n) + 1
+    t = (k / np.repeat(n, n))[:, None]
+    return np.concatenate([xy[:1], np.repeat(xy[:-1], n, axis=0) + np.repeat(step, n, axis=0) * t])
 
 
 def _draw_paths(
@@ -505,13 +600,44 @@ def _draw_paths(
         for path in paths:
             xy = path + offset
             if len(xy) > 1:
-                draw.line(xy.ravel().tolist(), fill=255, width=pen, joint="curve")
+                _curved_line(draw, xy.tolist(), pen)
             for x, y in (xy[0], xy[-1]):
                 draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=255)
     # A touch of blur stands in for anti-aliasing, which ImageDraw.line lacks.
     canvas = canvas.filter(ImageFilter.BoxBlur(0.6))
     tiles = np.asarray(canvas).reshape(rows, _SRC, cols, _SRC).transpose(0, 2, 1, 3)
     return tiles.reshape(rows * cols, _SRC, _SRC)[: len(glyphs)]
+
+
+def _curved_line(draw: ImageDraw.ImageDraw, points: list[list[float]], width: int) -> None:
+    """`draw.line(points, 255, width, joint="curve")`, the same pixels, in less time.
+
+    Pillow rounds each inner vertex of a line wider than 4 pixels with a pie slice, found
+    by a Python loop that costs more than the drawing; this is that loop, step for step as
+    Pillow computes it, with each segment's direction computed once, not twice (a test
+    holds it to Pillow's own).
+    """
+    if width > 8:  # Pillow then also covers gaps with extra lines: let it do all of it
+        draw.line([tuple(p) for p in points], fill=255, width=width, joint="curve")
+        return
+    draw.line([tuple(p) for p in points], fill=255, width=width)
+    if width <= 4:
+        return
+    # The direction of each segment in degrees, as Pillow measures it.
+    angles = [
+        math.degrees(math.atan2(x1 - x0, y0 - y1)) % 360
+        for (x0, y0), (x1, y1) in zip(points[:-1], points[1:], strict=True)
+    ]
+    half = width / 2
+    for (x, y), before, after in zip(points[1:-1], angles[:-1], angles[1:], strict=True):
+        if before == after:
+            continue  # a straight line needs no joint
+        flipped = (after > before and after - 180 > before) or (
+            after < before and after + 180 > before
+        )
+        start, end = (after + 90, before + 90) if flipped else (before - 90, after - 90)
+        box = [(x - half + 1, y - half + 1), (x + half - 1, y + half - 1)]
+        draw.pieslice(box, start - 90, end - 90, fill=255)
 
 
 def _hull(mask: np.ndarray) -> np.ndarray:
@@ -524,9 +650,14 @@ def _hull(mask: np.ndarray) -> np.ndarray:
 
 def _extreme_points(points: np.ndarray) -> np.ndarray:
     """[K, 2]: for each of K evenly spaced directions, the point furthest along it."""
+    return points[np.argmax(points @ _hull_directions().T, axis=0)]
+
+
+@functools.cache
+def _hull_directions() -> np.ndarray:
+    """[K, 2] unit vectors of _extreme_points' directions."""
     angles = np.linspace(0, 2 * np.pi, _HULL_DIRS, endpoint=False)
-    directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    return points[np.argmax(points @ directions.T, axis=0)]
+    return np.stack([np.cos(angles), np.sin(angles)], axis=1)
 
 
 def _confusable_glyphs(bank: _Bank) -> np.ndarray:
@@ -599,10 +730,32 @@ def _render_chunk(labels: np.ndarray, seed: int, start: int, framing: str) -> np
     sources, hulls, pen = _sources(bank, glyph, style, rng)
     matrix, offset, scale = _placement(hulls, pen, style, framing)
     field = _smooth_field(rng, n, 2, 5) * style["elastic"][:, None, None, None]
-    images = _warp(sources, matrix, offset, field - field.mean(axis=(2, 3), keepdims=True))
+    field -= field.mean(axis=(2, 3), keepdims=True)
     # Pen pressure: the stroke's radius changes smoothly along the glyph.
     pressure = _smooth_field(rng, n, 1, 3)[:, 0] * style["pressure"][:, None, None]
-    images = _thicken(images, (style["thicken"][:, None, None] + pressure) * scale[:, None, None])
+    radius = (style["thicken"][:, None, None] + pressure) * scale[:, None, None]
+    out = np.empty((n, _SIZE, _SIZE), np.uint8)
+    # Every step from here on works on each sample alone, so it runs on small batches that
+    # stay in the CPU's cache; the pixels are the same as in one batch.
+    for i in range(0, n, _PIXEL_BATCH):
+        s = slice(i, i + _PIXEL_BATCH)
+        out[s] = _finish(sources[s], matrix[s], offset[s], field[s], radius[s],
+                         {key: value[s] for key, value in style.items()}, framing)
+    return out
+
+
+def _finish(
+    sources: np.ndarray,
+    matrix: np.ndarray,
+    offset: np.ndarray,
+    field: np.ndarray,
+    radius: np.ndarray,
+    style: dict[str, np.ndarray],
+    framing: str,
+) -> np.ndarray:
+    """uint8 [n, SIZE, SIZE]: the sources resampled, thickened, framed, scanned and blurred."""
+    images = _warp(sources, matrix, offset, field)
+    images = _thicken(images, radius)
     if framing == "fit":
         images = _refit(images, style["shift"] * 0.25)
     images = _lower_resolution(images, style["resolution"])
@@ -725,16 +878,13 @@ def _sources(
     pen = np.zeros(len(glyph))
     drawn = np.flatnonzero([bank.strokes[g] is not None for g in glyph])
     if drawn.size:
-        paths = [
-            _jitter(
-                bank.strokes[glyph[i]],
-                style["wobble"][i],
-                style["overshoot"][i],
-                bool(style["lift"][i]),
-                rng,
-            )
-            for i in drawn
-        ]
+        paths = _jitter(
+            [bank.strokes[glyph[i]] for i in drawn],
+            style["wobble"][drawn],
+            style["overshoot"][drawn],
+            style["lift"][drawn],
+            rng,
+        )
         widths = style["pen"][drawn]
         sources[drawn] = _draw_paths(paths, list(widths))
         hulls[drawn] = [_extreme_points(np.concatenate(p)) for p in paths]
@@ -743,59 +893,87 @@ def _sources(
 
 
 def _jitter(
-    paths: tuple[np.ndarray, ...],
-    amplitude: float,
-    overshoot: float,
-    lift: bool,
+    glyphs: list[tuple[np.ndarray, ...]],
+    amplitudes: np.ndarray,
+    overshoots: np.ndarray,
+    lifts: np.ndarray,
     rng: np.random.Generator,
-) -> list[np.ndarray]:
-    """Pen paths moved by a smooth random field, then each stroke slightly misplaced.
+) -> list[list[np.ndarray]]:
+    """Each glyph's pen paths moved by a smooth random field, then each stroke misplaced.
 
     The field is a sum of two random long-wavelength waves per axis, so nearby points move
-    together (curves stay smooth) while the shape wobbles like a hand-drawn one. Stroke ends
-    then over- or undershoot, and with `lift` one stroke is restarted a little off its track,
+    together (curves stay smooth) while the shape wobbles like a hand-drawn one. Each stroke
+    is then turned, resized and moved a little about its centre, as a hand misplaces it, its
+    ends over- or undershoot, and with `lifts` one stroke is restarted a little off its track,
     as when the pen leaves the paper midway.
+
+    The random numbers are drawn glyph by glyph, in the order a glyph-by-glyph loop once drew
+    them; the arithmetic after the wave field runs on every stroke of the chunk at once.
     """
-    points = np.concatenate(paths)
-    k = rng.normal(0.0, 1.0, (2, 2, 2)) * (2 * np.pi / 40.0)  # [axis, wave, xy] wave vectors
-    phase = rng.uniform(0, 2 * np.pi, (2, 2))
-    waves = np.sin(np.einsum("pc,awc->paw", points, k) + phase)  # [points, axis, wave]
-    moved = points + amplitude * waves.mean(axis=2)
-    out, start = [], 0
-    for path in paths:
-        stroke = _misplace(moved[start : start + len(path)], rng)
-        out.append(_overshoot(stroke, overshoot * rng.normal(0.0, 1.0, 2)))
-        start += len(path)
-    if lift:
-        longest = max(range(len(out)), key=lambda i: len(out[i]))
-        stroke = out[longest]
-        if len(stroke) >= 6:
-            cut = int(rng.integers(2, len(stroke) - 2))
-            second = stroke[cut - 1 :] + rng.normal(0.0, 1.0, 2)
-            out[longest : longest + 1] = [stroke[:cut], second]
+    moved, draws, cuts = [], [], []
+    for paths, amplitude, lift in zip(glyphs, amplitudes, lifts, strict=True):
+        points = np.concatenate(paths)
+        k = rng.normal(0.0, 1.0, (2, 2, 2)) * (2 * np.pi / 40.0)  # [axis, wave, xy] vectors
+        phase = rng.uniform(0, 2 * np.pi, (2, 2))
+        waves = np.sin(np.einsum("pc,awc->paw", points, k) + phase)  # [points, axis, wave]
+        moved.append(points + amplitude * ((waves[..., 0] + waves[..., 1]) / 2))  # their mean
+        # Per stroke: turn, resize, shift (x, y), error at the first and at the last end.
+        draws.append(rng.standard_normal((len(paths), 6)))
+        cut = None
+        if lift:
+            longest = max(range(len(paths)), key=lambda i: len(paths[i]))
+            if len(paths[longest]) >= 6:
+                where = int(rng.integers(2, len(paths[longest]) - 2))
+                cut = (longest, where, rng.normal(0.0, 1.0, 2))
+        cuts.append(cut)
+    lengths = np.array([len(path) for paths in glyphs for path in paths])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    spans = list(zip(starts, starts + lengths, strict=True))
+    points = np.concatenate(moved)
+    z = np.concatenate(draws)
+    # `0.0 + scale * z` is Generator.normal's own arithmetic, so the numbers are the same.
+    angle = 0.0 + 0.05 * z[:, 0]
+    cos, sin = np.cos(angle), np.sin(angle)
+    rotations = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], -2)
+    centres = np.stack([np.add.reduce(points[a:b], axis=0) for a, b in spans]) / lengths[:, None]
+    centred = points - np.repeat(centres, lengths, axis=0)
+    strokes = np.empty_like(centred)
+    for i, (a, b) in enumerate(spans):
+        np.matmul(centred[a:b], rotations[i], out=strokes[a:b])
+    strokes *= np.repeat(np.exp(0.0 + 0.05 * z[:, 1]), lengths)[:, None]
+    strokes += np.repeat(centres, lengths, axis=0)
+    strokes += np.repeat(0.0 + 0.6 * z[:, 2:4], lengths, axis=0)
+    per_stroke = np.repeat(overshoots, [len(paths) for paths in glyphs])
+    _overshoot(strokes, starts, lengths, per_stroke[:, None] * (0.0 + z[:, 4:6]))
+    out, first = [], 0
+    for paths, cut in zip(glyphs, cuts, strict=True):
+        mine = [strokes[a:b] for a, b in spans[first : first + len(paths)]]
+        first += len(paths)
+        if cut is not None:
+            longest, where, shift = cut
+            stroke = mine[longest]
+            mine[longest : longest + 1] = [stroke[:where], stroke[where - 1 :] + shift]
+        out.append(mine)
     return out
 
 
-def _overshoot(path: np.ndarray, amounts: np.ndarray) -> np.ndarray:
-    """The stroke with its first and last segment lengthened (or shortened) by `amounts`."""
-    if len(path) < 2:
-        return path
-    path = path.copy()
-    for end, inner, amount in ((0, 1, amounts[0]), (-1, -2, amounts[1])):
-        step = path[end] - path[inner]
-        length = float(np.hypot(*step))
-        if length > 1e-6:
-            path[end] = path[end] + step / length * max(float(amount), -0.7 * length)
-    return path
-
-
-def _misplace(path: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One stroke turned, resized and moved a little about its centre, as a hand misplaces it."""
-    angle = rng.normal(0.0, 0.05)
-    cos, sin = np.cos(angle), np.sin(angle)
-    centre = path.mean(axis=0)
-    turned = (path - centre) @ np.array([[cos, sin], [-sin, cos]]) * np.exp(rng.normal(0.0, 0.05))
-    return turned + centre + rng.normal(0.0, 0.6, 2)
+def _overshoot(
+    points: np.ndarray, starts: np.ndarray, lengths: np.ndarray, amounts: np.ndarray
+) -> None:
+    """Lengthens (or shortens) the first and then the last segment of each stroke of two or
+    more points by `amounts` [strokes, 2], in place."""
+    keep = lengths >= 2
+    for end, inner, amount in (
+        (starts, starts + 1, amounts[:, 0]),
+        (starts + lengths - 1, starts + lengths - 2, amounts[:, 1]),
+    ):
+        end, inner, amount = end[keep], inner[keep], amount[keep]
+        step = points[end] - points[inner]
+        length = np.hypot(step[:, 0].copy(), step[:, 1].copy())
+        moves = length > 1e-6  # a segment of no length has no direction to move along
+        end, step, length, amount = end[moves], step[moves], length[moves], amount[moves]
+        move = np.maximum(amount, -0.7 * length)  # shorten by 70 % at most
+        points[end] = points[end] + step / length[:, None] * move[:, None]
 
 
 def _placement(
