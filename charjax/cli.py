@@ -183,8 +183,9 @@ def _train(argv: list[str]) -> None:
     if len(argv) > 1:
         _fail("train", f"unexpected arguments {argv[1:]}")
     config = _config_or_fail("train")
-    from charjax import train, validation, workdir
+    from charjax import backend, train, validation, workdir
 
+    backend.configure(config)  # first: XLA reads its flags when it starts
     validation.check_config(config)
     workdir.check_usable(FLAGS.workdir)
     if config.ensemble_members > 1:

@@ -76,6 +76,14 @@ def make_device_eval_step(placement: distributed.Placement | None = None) -> Cal
     return jax.jit(step, out_shardings=out, compiler_options=layers.cpu_compiler_options())
 
 
+def eval_batch_size(batch_size: int, placement: distributed.Placement | None = None) -> int:
+    """The batch `evaluate_arrays` runs: `batch_size` rounded up to a multiple of the
+    placement's device count."""
+    if placement is None:
+        return batch_size
+    return -(-batch_size // placement.num_devices) * placement.num_devices
+
+
 def evaluate_arrays(
     eval_fn: Callable,
     train_state: Any,
@@ -88,21 +96,24 @@ def evaluate_arrays(
     """`summarize`d metrics of `eval_fn` (see `make_device_eval_step`) over every sample
     exactly once; with `keep_logits`, also the logits [N, 62] as a host array.
 
-    Sums stay on device; one host sync at the end. With a placement the batch size is
-    rounded up to a multiple of the device count (padding is masked out).
+    Every batch has the same shape (the last one padded and masked), so one compiled step
+    serves them all; the batches' sums stay on device until one host sync at the end, and
+    are added there. With a placement the batch size is rounded up to a multiple of the
+    device count (`eval_batch_size`).
     """
-    if placement is not None:
-        batch_size = -(-batch_size // placement.num_devices) * placement.num_devices
+    batch_size = eval_batch_size(batch_size, placement)
     index, mask = input_pipeline.padded_batches(int(images.shape[0]), batch_size)
     put = placement.replicate if placement is not None else jnp.asarray
-    totals, logits = None, []
+    sums, logits = [], []
     for idx, m in zip(index, mask, strict=True):
-        sums, batch_logits = eval_fn(train_state, images, labels, put(idx.astype(np.int32)),
-                                     put(m))
-        totals = sums if totals is None else jax.tree_util.tree_map(jnp.add, totals, sums)
+        batch_sums_, batch_logits = eval_fn(train_state, images, labels,
+                                            put(idx.astype(np.int32)), put(m))
+        sums.append(batch_sums_)
         if keep_logits:
             logits.append(batch_logits)
-    result = summarize(totals)
+    sums = jax.device_get(sums)
+    result = summarize({name: np.sum([np.asarray(s[name], np.float64) for s in sums], axis=0)
+                        for name in sums[0]})
     if keep_logits:
         result["logits"] = np.concatenate(jax.device_get(logits))[mask.reshape(-1)]
     return result

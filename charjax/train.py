@@ -23,6 +23,7 @@ import optax
 
 from charjax import (
     augment,
+    backend,
     charset,
     checkpoints,
     datasets,
@@ -98,8 +99,15 @@ def make_device_train_step(
     placement: distributed.Placement | None = None,
     label_smoothing: float = 0.0,
     ema_decay: float = 0.0,
+    steps_per_call: int = 1,
 ) -> Callable:
     """Jitted step that gathers its batch on device from the epoch's permutation.
+
+    `fn(state, images, labels, perm, index, key) -> (state, metrics)` runs step `index` of
+    the epoch; with `steps_per_call` K > 1 it runs steps index .. index+K-1 in one
+    `lax.scan` and returns each step's metrics ([K] arrays). Steps past the epoch's end
+    (its last call, when K does not divide the epoch) are computed and thrown away, so one
+    compiled program serves every call. The results do not depend on K.
 
     The rng is `fold_in(key, state.step)`: a resumed run draws exactly the numbers an
     uninterrupted one would. The state is donated, so its buffers are reused in place.
@@ -116,27 +124,64 @@ def make_device_train_step(
         rng = jax.random.fold_in(key, state.step)
         return train_step(state, batch, rng, frozen, label_smoothing, ema_decay)
 
+    def steps(state, images, labels, perm, index, key):
+        total = perm.shape[0] // batch_size  # the epoch's steps (static)
+
+        def body(state, j):
+            new, metrics = step(state, images, labels, perm, index + j, key)
+            if total % steps_per_call:  # the epoch's last call runs past its end
+                keep = index + j < total
+                new = jax.tree_util.tree_map(lambda n, o: jnp.where(keep, n, o), new, state)
+            return new, metrics
+
+        return jax.lax.scan(body, state, jnp.arange(steps_per_call))
+
     out = placement.replicated if placement is not None else None
     return jax.jit(
-        step, donate_argnums=0, out_shardings=out,
+        step if steps_per_call == 1 else steps, donate_argnums=0, out_shardings=out,
         compiler_options=layers.cpu_compiler_options(),
     )
 
 
+def _epoch_order(key: jax.Array, epoch: int, num_examples: int) -> jax.Array:
+    return input_pipeline.epoch_permutation(jax.random.fold_in(key, 1), epoch, num_examples)
+
+
 @functools.lru_cache(maxsize=8)
 def _permutation_fn(placement: distributed.Placement | None) -> Callable:
-    """The jitted epoch permutation, replicated on the mesh; built once per placement."""
+    """The jitted epoch order `fn(key, epoch, num_examples)` (the run's key, folded here),
+    replicated on the mesh; built once per placement."""
     out = placement.replicated if placement is not None else None
-    return jax.jit(input_pipeline.epoch_permutation, static_argnums=2, out_shardings=out)
+    return jax.jit(_epoch_order, static_argnums=2, out_shardings=out)
 
 
-def _period_means(metrics: list, count: int) -> dict[str, float]:
-    """Host means of the last `count` steps' metrics: the one device sync of a log period."""
-    recent = jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *metrics[-count:])
-    return {k: float(v) for k, v in jax.device_get(recent).items()}
+class _StepMetrics:
+    """Per-step metrics of an epoch: device arrays as the calls return them, fetched to
+    the host in one transfer per log period (no program is compiled to combine them)."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[int, dict]] = []  # (steps, metrics) not fetched yet
+        self._fetched: dict[str, list[np.ndarray]] = {}
+        self.count = 0  # steps fetched
+
+    def add(self, steps: int, metrics: dict) -> None:
+        self._pending.append((steps, metrics))
+
+    def _fetch(self) -> None:
+        for steps, metrics in jax.device_get(self._pending):
+            for name, value in metrics.items():
+                self._fetched.setdefault(name, []).append(np.reshape(value, -1)[:steps])
+            self.count += steps
+        self._pending.clear()
+
+    def means(self, start: int, stop: int) -> dict[str, float]:
+        """Mean of each metric over the epoch's steps start .. stop-1."""
+        self._fetch()
+        return {name: float(np.mean(np.concatenate(parts)[start:stop], dtype=np.float64))
+                for name, parts in self._fetched.items()}
 
 
-MAX_IN_FLIGHT = 8  # steps queued on the device before the host waits for the oldest
+MAX_IN_FLIGHT = 8  # calls queued on the device before the host waits for the oldest
 
 
 def train_epoch(
@@ -149,11 +194,13 @@ def train_epoch(
     log_every: int = 0,
     placement: distributed.Placement | None = None,
     reporter: reporting.Reporter | None = None,
+    steps_per_call: int = 1,
 ) -> tuple[TrainState, dict[str, float]]:
     """Runs one epoch; metrics stay on device and are fetched once at the end.
 
-    With a reporter, every `log_every` steps the period's mean metrics are fetched (one
-    sync) for the progress bar and TensorBoard's train/step_* curves.
+    `step_fn` is `make_device_train_step(..., steps_per_call)`: each call runs that many
+    steps. With a reporter, every `log_every` steps the period's mean metrics are fetched
+    (one sync) for the progress bar and TensorBoard's train/step_* curves.
     """
     images, labels = data
     steps = images.shape[0] // batch_size
@@ -162,32 +209,36 @@ def train_epoch(
             f"the training split has {images.shape[0]} images, fewer than one batch of "
             f"{batch_size}; lower batch_size or use more data"
         )
-    perm = _permutation_fn(placement)(jax.random.fold_in(key, 1), epoch, images.shape[0])
-    first_step, history = int(jax.device_get(state.step)), []
+    perm = _permutation_fn(placement)(key, epoch, images.shape[0])
+    first_step, history, in_flight = int(jax.device_get(state.step)), _StepMetrics(), []
     # Several XLA:CPU devices share the host's threads: with many steps queued, a device
     # can wait in a collective for a thread that never comes (a 40 s rendezvous timeout
     # kills the run). Waiting for the step two back keeps the queue short; elsewhere the
     # queue is unbounded and the host never waits.
-    # Everywhere else a short queue (MAX_IN_FLIGHT steps) keeps the device busy while the
+    # Everywhere else a short queue (MAX_IN_FLIGHT calls) keeps the device busy while the
     # host returns to Python often enough to notice Ctrl-C within a few steps.
     cpu_mesh = placement is not None and placement.num_devices > 1
     max_in_flight = 2 if cpu_mesh and jax.default_backend() == "cpu" else MAX_IN_FLIGHT
     bar = reporter.progress(steps, f"epoch {epoch}") if reporter else contextlib.nullcontext()
     with bar:
-        for i in range(steps):
+        for i in range(0, steps, steps_per_call):
             if interrupt.requested() is not None:
                 jax.block_until_ready(state)  # the queued steps finish before anyone exits
                 interrupt.raise_if_requested()
             state, metrics = step_fn(state, images, labels, perm, i, key)
-            if max_in_flight and i >= max_in_flight:
-                jax.block_until_ready(history[i - max_in_flight])
-            history.append(metrics)
-            if reporter is not None and log_every and (i + 1) % log_every == 0:
-                recent = _period_means(history, log_every)
-                reporter.step(first_step + i + 1, recent)
+            done = min(i + steps_per_call, steps)
+            if max_in_flight and len(in_flight) >= max_in_flight:
+                jax.block_until_ready(in_flight.pop(0))
+            in_flight.append(metrics)
+            history.add(done - i, metrics)
+            if reporter is None or not log_every:
+                continue
+            for end in range((i // log_every + 1) * log_every, done + 1, log_every):
+                recent = history.means(end - log_every, end)
+                reporter.step(first_step + end, recent)
                 bar.set_postfix(loss=recent["loss"], accuracy=recent["accuracy"], refresh=False)
                 bar.update(log_every)
-    return state, _period_means(history, len(history))
+    return state, history.means(0, steps)
 
 
 def resolved_config(config: ml_collections.ConfigDict) -> dict:
@@ -227,7 +278,8 @@ def _split_and_mix(
 # Fields that may change between a run and its resumption without changing its results
 # (num_epochs only while the learning rate does not depend on the run's length).
 RESUMABLE_FIELDS = frozenset(
-    {"num_epochs", "log_every_steps", "eval_batch_size", "keep_best", "init_from", "report"}
+    {"num_epochs", "log_every_steps", "eval_batch_size", "keep_best", "init_from", "report",
+     "steps_per_call", "deterministic", "compilation_cache"}
 )
 
 
@@ -340,6 +392,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     locked against a second writer for the whole run.
     """
     validation.check_config(config)
+    backend.configure(config)  # before XLA starts: its flags and compilation cache
     distributed.initialize(config.distributed)
     if not distributed.is_main_process():
         logging.getLogger("charjax").setLevel(logging.WARNING)  # process 0 speaks for all
@@ -390,6 +443,45 @@ def _train_claimed(
             os.rmdir(checkpoints.checkpoint_dir(workdir))
 
 
+@jax.jit
+def _run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(the run's key, its initialisation key, the key of the sample images shown), in one
+    compiled program rather than one per key operation."""
+    key = jax.random.key(seed)
+    return key, jax.random.fold_in(key, 0), jax.random.fold_in(key, 2)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax on the host (no program compiled for one call)."""
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _precompile(
+    config: ml_collections.ConfigDict,
+    placement: distributed.Placement,
+    state: TrainState,
+    key: jax.Array,
+    train_data: tuple[jax.Array, jax.Array],
+    val_data: tuple[jax.Array, jax.Array],
+    step_fn: Callable,
+    eval_fn: Callable,
+    epoch: int,
+) -> None:
+    """Compiles the epoch loop's programs before the first epoch (or loads them from the
+    compilation cache) and logs how long that took."""
+    n = int(train_data[0].shape[0])
+    perm = jax.ShapeDtypeStruct((n,), jnp.int32, sharding=placement.replicated)
+    eval_batch = evaluate.eval_batch_size(config.eval_batch_size, placement)
+    index, mask = (placement.replicate(np.zeros(eval_batch, dtype))
+                   for dtype in (np.int32, bool))
+    backend.precompile([
+        ("train step", step_fn, (state, *train_data, perm, 0, key)),
+        ("eval step", eval_fn, (state, *val_data, index, mask)),
+        ("epoch order", _permutation_fn(placement), (key, epoch, n)),
+    ], note=backend.describe_cache())
+
+
 def _run(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -400,15 +492,18 @@ def _run(
     reporter: reporting.Reporter,
 ) -> dict:
     splits, skipped = data
-    key = jax.random.key(config.seed)
+    key, init_key, sample_key = _run_keys(config.seed)
     steps_per_epoch = len(splits.train) // config.batch_size
-    state = create_train_state(config, jax.random.fold_in(key, 0), steps_per_epoch)
+    state = create_train_state(config, init_key, steps_per_epoch)
     log.info(
         "model %s: %d parameters",
         config.model.name, sum(x.size for x in jax.tree_util.tree_leaves(state.params)),
     )
-    log.info(kernels.select(models.kernel_setting(config.model),
-                            precision=config.precision).description)
+    steps_per_call = backend.steps_per_call(config.steps_per_call, steps_per_epoch)
+    kernel_line = kernels.select(models.kernel_setting(config.model),
+                                 precision=config.precision).description
+    log.info("%s; %d step%s per call; %s", kernel_line,
+             steps_per_call, "" if steps_per_call == 1 else "s", backend.describe())
     history: list[dict] = []
     if mngr.latest_step() is not None:
         state, _, history = checkpoints.restore(mngr, mngr.latest_step(), state)
@@ -429,29 +524,30 @@ def _run(
     val_data = placement.replicate(input_pipeline.host_arrays(splits.validation))
     step_fn = make_device_train_step(
         config.batch_size, config.augment if config.augment.enabled else None, placement,
-        config.label_smoothing, config.ema_decay,
+        config.label_smoothing, config.ema_decay, steps_per_call,
     )
     eval_fn = evaluate.make_device_eval_step(placement)
+    start_epoch = len(history) + 1
+    if start_epoch <= config.num_epochs:
+        _precompile(config, placement, state, key, train_data, val_data, step_fn, eval_fn,
+                    start_epoch)
     # Writes on process 0 only; flushed at each epoch's end, so a crash loses at most that
     # epoch's step losses, which the resumed run hides anyway (its purge step).
-    learning_rate = optim.learning_rate_schedule(config, steps_per_epoch)
+    learning_rate = jax.jit(optim.learning_rate_schedule(config, steps_per_epoch))
     shown = config.report.sample_images
     reporter.start(
-        reporting.model_inputs(
-            splits.train.images[:shown], config.augment, jax.random.fold_in(key, 2)
-        ),
+        reporting.model_inputs(splits.train.images[:shown], config.augment, sample_key),
         splits.train.labels[:shown],
         validation=(splits.validation.images, splits.validation.labels),
         step=int(jax.device_get(state.step)),
     )
-    start_epoch = len(history) + 1
     train_start = time.perf_counter() - sum(e["seconds"] for e in history)
     for epoch in range(start_epoch, config.num_epochs + 1):
         interrupt.raise_if_requested()
         t0 = time.perf_counter()
         state, train_metrics = train_epoch(
             state, step_fn, train_data, key, epoch, config.batch_size, config.log_every_steps,
-            placement, reporter,
+            placement, reporter, steps_per_call,
         )
         train_seconds_epoch = time.perf_counter() - t0
         val = evaluate.evaluate_arrays(
@@ -504,7 +600,7 @@ def _run(
     )
     reporter.finish(
         history, best_epoch, best_state, splits.test.images, splits.test.labels,
-        np.asarray(jax.nn.softmax(test["logits"], axis=-1)),
+        _softmax(test["logits"]),
         step=int(jax.device_get(state.step)), summary=result,
     )
     return result

@@ -121,6 +121,7 @@ def check_config(config: Any) -> None:
     c.integer("ensemble_members", 1, 5)
     c.integer("keep_best", 1, 2, " (best checkpoints kept)")
     c.text("init_from")
+    check_backend_fields(config)
 
     name = models.canonical_name(c.choice("model.name", models.model_choices()))
     models.entry(name).check(c, f"model.{name}")
@@ -149,6 +150,14 @@ def check_config(config: Any) -> None:
         c.integer(field, 0, example)
     c.boolean("report.tensorboard")
     c.boolean("report.plots")
+
+
+def check_backend_fields(config: Any) -> None:
+    """The fields `charjax.backend.configure` reads before anything else runs."""
+    c = _Checker(config)
+    c.integer("steps_per_call", 0, 16, " (0: auto, 1 on a CPU, 16 on a GPU)")
+    c.boolean("deterministic")
+    c.boolean("compilation_cache")
 
 
 def _source_kind(c: _Checker, field: str) -> str:

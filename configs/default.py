@@ -29,6 +29,22 @@ def get_config() -> ml_collections.ConfigDict:
     config.keep_best = 2  # best checkpoints kept by validation accuracy (the latest is kept too)
     config.init_from = ""  # another run's workdir: start from its best weights, fresh optimizer
 
+    # How the run drives XLA (charjax/backend.py); set once per process, at start-up.
+    # Train steps per jitted call (a lax.scan over the epoch's order); results are the same
+    # for any value. 0: auto, 1 on a CPU (a step loop there runs slower), 16 on a GPU (a
+    # step is launch-bound there, so fewer dispatches help); an epoch's last call masks the
+    # steps past its end.
+    config.steps_per_call = 0
+    # GPU: XLA's deterministic reductions and scatters (XLA_FLAGS=--xla_gpu_deterministic_ops
+    # =true, set before XLA starts), so the same seed gives the same weights bit for bit, at
+    # some cost in speed. No effect on a CPU, which is deterministic anyway.
+    config.deterministic = True
+    # Keep compiled XLA programs in the charjax cache folder (CACHE/xla: $CHARJAX_CACHE or
+    # ~/.cache/charjax), so later runs load them instead of compiling (seconds on a CPU, up
+    # to half a minute per program on a GPU). False, or CHARJAX_COMPILATION_CACHE=off: compile
+    # afresh. A folder set outside charjax (JAX_COMPILATION_CACHE_DIR) is used as it is.
+    config.compilation_cache = True
+
     # optax recipe (charjax/optim.py).
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "adam"  # adam | adamw (the tutorial's Adam)

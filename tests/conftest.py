@@ -28,6 +28,16 @@ _JIT_CACHE = os.path.join(SESSION_DIR, "jit")
 _CHARJAX_CACHE = os.path.join(SESSION_DIR, "charjax-cache")
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _JIT_CACHE
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+# pytest-xdist's workers and the command lines tests start share one GPU: without this the
+# first process would reserve 75 % of its memory and the others fail to start. (Read when
+# JAX starts its backend; no effect on a CPU.)
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+from charjax import backend  # noqa: E402
+
+# As a run's `config.deterministic` does, for every process of the test run (XLA reads its
+# flags when its backend starts): same inputs, same bits, on a GPU too.
+os.environ["XLA_FLAGS"] = backend.with_deterministic_flag(os.environ.get("XLA_FLAGS", ""))
 
 import jax  # noqa: E402
 import ml_collections  # noqa: E402
@@ -40,6 +50,30 @@ jax.config.update("jax_compilation_cache_dir", _JIT_CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Tests of what only the CPU has (the oneDNN kernels, XLA:CPU's own behaviour) carry this
+# marker and are skipped, with the reason, on other backends.
+cpu_only = pytest.mark.cpu_only
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cpu_only: needs JAX's CPU backend; skipped elsewhere")
+
+
+def pytest_runtest_setup(item):
+    # Asked here, in the process that runs the test, not at import: pytest-xdist's
+    # controller imports this file too and must not start a backend (it would hold a GPU).
+    if item.get_closest_marker("cpu_only") is not None and jax.default_backend() != "cpu":
+        pytest.skip(f"needs JAX's CPU backend; this one is {jax.default_backend()}")
+
+
+@pytest.fixture
+def highest_precision():
+    """float32 matmuls and convolutions at full precision: a GPU's default rounds their
+    inputs to TF32 (10-bit mantissa), ~1e-3 relative, far above what a comparison of two
+    float32 implementations should allow. No effect on a CPU."""
+    with jax.default_matmul_precision("highest"):
+        yield
 
 
 # The default config shrunk to a few hundred images and one epoch (62 x 8 images: 6 to
@@ -129,6 +163,7 @@ def _shared_run() -> tuple[pathlib.Path, dict]:
             shutil.rmtree(workdir, ignore_errors=True)  # a process that died mid-run
             old = os.environ.get("CHARJAX_CACHE")
             os.environ["CHARJAX_CACHE"] = _CHARJAX_CACHE
+            before = len(backend.compiled_programs())
             try:
                 result = train.train_and_evaluate(tiny_config(num_epochs=2), str(workdir))
             finally:
@@ -136,6 +171,9 @@ def _shared_run() -> tuple[pathlib.Path, dict]:
                     os.environ.pop("CHARJAX_CACHE", None)
                 else:
                     os.environ["CHARJAX_CACHE"] = old
+            compiled = [p.name for p in backend.compiled_programs()[before:]]
+            pathlib.Path(SESSION_DIR, "trained-run-compiles.json").write_text(
+                json.dumps(compiled))
             returned.write_text(json.dumps(result))
             return workdir, result
     return workdir, json.loads(returned.read_text())
@@ -164,3 +202,11 @@ def trained_run():
     """One tiny two-epoch run shared by the eval, predict and reporting tests. Tests only
     read it: copy it to change it."""
     return _shared_run()
+
+
+@pytest.fixture(scope="session")
+def trained_run_compiles(trained_run) -> list[str]:
+    """The names of the XLA programs the shared run compiled (or loaded from the cache).
+    It is usually the first thing its process runs, so nothing was compiled before it; when
+    it is not, programs compiled already are missing from the list, never added to it."""
+    return json.loads(pathlib.Path(SESSION_DIR, "trained-run-compiles.json").read_text())

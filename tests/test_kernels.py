@@ -9,11 +9,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import default_config, tiny_config
+from conftest import cpu_only, default_config, tiny_config
 
 from charjax import kernels, layers, models, train
 
-needs_kernels = pytest.mark.skipif(not kernels.available(), reason=kernels.status().detail)
+
+def needs_kernels(test):
+    """The oneDNN kernels run inside XLA:CPU programs: a CPU backend and the kernels loaded."""
+    return cpu_only(pytest.mark.skipif(not kernels.available(),
+                                       reason=kernels.status().detail)(test))
+
+
 needs_bf16_kernels = pytest.mark.skipif(
     not kernels.supports("bf16"),
     reason="this CPU's oneDNN has no bf16 convolution (AVX-512 needed)")

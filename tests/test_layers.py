@@ -57,6 +57,7 @@ def test_parameter_trees_are_identical():
     )
 
 
+@pytest.mark.usefixtures("highest_precision")
 def test_forward_matches_flax(params):
     x = _images()
     fast = _model("fast").apply({"params": params}, x)
@@ -64,6 +65,7 @@ def test_forward_matches_flax(params):
     np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.usefixtures("highest_precision")
 @pytest.mark.parametrize("jit_options", [False, True])
 def test_gradients_match_flax(params, jit_options):
     x, labels = _images(), jnp.arange(6) * 7 % 62
@@ -85,6 +87,7 @@ def test_gradients_match_flax(params, jit_options):
         assert _rel_err(a, b) <= 1e-4, (path, _rel_err(a, b))
 
 
+@pytest.mark.usefixtures("highest_precision")
 def test_chunked_first_layer_matches_flax(params):
     """Batches that split into chunks run the first layer in a loop: same numbers."""
     x = jnp.concatenate([_images(6, seed) for seed in range(6)])[:32]

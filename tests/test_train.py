@@ -58,13 +58,43 @@ def _tiny_data(n=256, seed=0):
     return input_pipeline.to_device(Dataset(images, labels))
 
 
-def _one_epoch(seed, augment=False):
+def _one_epoch(seed, augment=False, steps_per_call=1, reporter=None, n=256):
     config = tiny_config(seed=seed)
     config.augment.enabled = augment
     key = jax.random.key(config.seed)
     state = train.create_train_state(config, jax.random.fold_in(key, 0))
-    step = train.make_device_train_step(32, config.augment if augment else None)
-    return train.train_epoch(state, step, _tiny_data(), key, 1, 32)
+    step = train.make_device_train_step(32, config.augment if augment else None,
+                                        steps_per_call=steps_per_call)
+    return train.train_epoch(state, step, _tiny_data(n), key, 1, 32, log_every=3 if reporter
+                             else 0, reporter=reporter, steps_per_call=steps_per_call)
+
+
+class _Recorder:
+    """A reporter that keeps what the epoch loop told it: step metrics and bar updates."""
+
+    def __init__(self):
+        self.steps, self.bar_updates = [], []
+
+    def progress(self, total, desc):
+        recorder = self
+
+        class Bar:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def set_postfix(self, **kwargs):
+                pass
+
+            def update(self, n):
+                recorder.bar_updates.append(n)
+
+        return Bar()
+
+    def step(self, step, metrics):
+        self.steps.append((step, metrics))
 
 
 def test_same_seed_same_epoch_other_seed_or_augmentation_another():
@@ -75,6 +105,31 @@ def test_same_seed_same_epoch_other_seed_or_augmentation_another():
         np.testing.assert_array_equal(x, y)
     assert _one_epoch(1, augment=True)[1] != m1  # another seed
     assert _one_epoch(0, augment=False)[1] != m1  # no augmentation
+
+
+def test_steps_per_call_gives_the_same_weights_metrics_and_step_curves():
+    # 7 steps of 32: with 3 steps per call the last call runs 2 steps past the epoch's end,
+    # masked; log periods of 3 steps end inside calls and across them
+    one, three = _Recorder(), _Recorder()
+    s1, m1 = _one_epoch(0, augment=True, reporter=one, n=7 * 32)
+    s3, m3 = _one_epoch(0, augment=True, steps_per_call=3, reporter=three, n=7 * 32)
+    assert int(s1.step) == int(s3.step) == 7
+    for x, y in zip(_leaves(s1), _leaves(s3), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert m1 == m3
+    assert [s for s, _ in one.steps] == [3, 6] and one.steps == three.steps
+    assert one.bar_updates == three.bar_updates == [3, 3]
+    assert m1 != one.steps[0][1]  # the periods' means are their own
+
+
+def test_a_tiny_run_compiles_few_programs(trained_run_compiles):
+    # 10 in a fresh process: the train and eval steps, the epoch order, the state's
+    # initialisation, the run's keys, the learning rate, the projector's features and 3 for
+    # the TensorBoard sample images (their normalisation, op by op, and staging). A program
+    # per batch shape or per eager array operation would show up here.
+    assert len(trained_run_compiles) <= 10, trained_run_compiles
+    # one train step and one eval step (each run jits its own, so they always show)
+    assert trained_run_compiles.count("jit(step)") == 2, trained_run_compiles
 
 
 def test_too_few_images_for_one_batch_is_a_clear_error():
