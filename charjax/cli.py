@@ -205,11 +205,23 @@ def _define_eval_flags() -> None:
     flags.mark_flags_as_required(["workdir", "dataset"])
 
 
+_LISTED = " (they are listed in WORKDIR/skipped_files.txt)"
+
+
 def _eval_data_error(error: DataError) -> DataError:
-    """A dataset's error with its fix spelled as eval's flag (a loader names the training
-    config's field, which eval does not take)."""
-    text = str(error).replace(" (they are listed in WORKDIR/skipped_files.txt)", "")
+    """A dataset's error with its fix spelled as eval's flags: a loader names the training
+    config's fields, which eval does not take (it reads the run's)."""
+    text = str(error).replace(_LISTED, "").replace(", or set --config.data.folder.pattern", "")
     return DataError(text.replace("--config.data.skip_bad=True", "--skip_bad"))
+
+
+def _data_command_error(error: DataError, config_given: bool) -> DataError:
+    """A dataset's error with its fix spelled as the data commands take it: config overrides
+    need --config, and there is no workdir to list skipped files in."""
+    text = str(error).replace(_LISTED, " (each is named in a warning)")
+    if not config_given:
+        text = text.replace("--config.data.", "--config default --config.data.")
+    return DataError(text)
 
 
 def _eval(argv: list[str]) -> None:
@@ -478,7 +490,10 @@ def _data(argv: list[str]) -> None:
         _check_output_file("data", "out", FLAGS.out, FLAGS.force, "grid.png")
     from charjax import datasets
 
-    dataset, skipped = datasets.load_with_skipped(FLAGS.dataset, _config_or_default().data)
+    try:
+        dataset, skipped = datasets.load_with_skipped(FLAGS.dataset, _config_or_default().data)
+    except DataError as e:
+        raise _data_command_error(e, FLAGS["config"].present) from None
     if skipped:
         print(f"{len(skipped)} file(s) left out (see the warnings above)", file=sys.stderr)
     DATA_COMMANDS[argv[1]](dataset)

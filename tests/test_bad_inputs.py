@@ -477,6 +477,10 @@ CASES = [
     Case("eval_folder_mixed_layout", ["eval", "--workdir", "{run}", "--dataset",
                                       "folder:{mixed}"], 1, ("mixed layout", "--skip_bad"),
          watch="{mixed}", not_says=("--config.data.skip_bad",)),
+    Case("data_preview_folder_bad_name", ["data", "preview", "--dataset", "folder:{euro}",
+                                          "--out", "{wd}.png"], 1,
+         ("\u20ac_1", "pass --config default --config.data.skip_bad=True"), watch="{euro}",
+         not_says=("WORKDIR",), absent="{wd}.png"),
     # ---------------------------------------------------------------- train's own files
     Case("train_config_json_unreadable", tr(wd="{bad_config_json}"), 1,
          ("config.json", "cannot be read", "JSONDecodeError", "left as it is"),

@@ -8,7 +8,7 @@ may cost is bounded whatever its bytes claim (`Limits`):
 * its image: the pixel count is read from the file's header (a JPEG's after draft scaling)
   and refused above MAX_DECODE_PIXELS before anything is decoded (413); decoded images are
   box-reduced to DECODE_SIDE pixels on a side before framing; only common image formats
-  are tried (IMAGE_FORMATS);
+  are tried (IMAGE_FORMATS), and a PNG's text chunks inflate to MAX_PNG_TEXT_BYTES at most;
 * a JSON pixel array: MAX_PIXELS_SIDE on a side, numbers only;
 * at once: DECODE_SLOTS requests decode and frame at a time (the rest wait their turn),
   and the server takes MAX_CONNECTIONS connections (503 beyond).
@@ -36,7 +36,7 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -55,6 +55,7 @@ DECODE_SIDE = 1024  # decoded images are reduced to this on a side (framing need
 MAX_PIXELS_SIDE = 2048  # {"pixels": ...} arrays larger than this on a side are refused
 DECODE_SLOTS = max(1, min(4, os.cpu_count() or 1))  # requests decoding at once
 MAX_CONNECTIONS = 64  # connections served at once; more get 503
+MAX_PNG_TEXT_BYTES = 1024 * 1024  # PNG text chunks inflated per image (Pillow allows 64 MB)
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM")  # JPEG covers MPO
 DEFAULT_TOP_K = 5
 JSON_HINT = ('{"pixels": [[...], ...]} (rows of integers 0-255, or of floats 0-1)')
@@ -127,6 +128,9 @@ def create_app(
     limits = limits or Limits(body_bytes=max_body_bytes)
     # The multipart parser logs each malformed body it sees; the client's 400 says it.
     logging.getLogger("python_multipart").setLevel(logging.ERROR)
+    # PNG text chunks are read (and inflated) when an image is opened; Pillow allows 64 MB
+    # of them per image, which a 40 KB upload can claim. A character image needs none.
+    PngImagePlugin.MAX_TEXT_MEMORY = min(PngImagePlugin.MAX_TEXT_MEMORY, MAX_PNG_TEXT_BYTES)
     slots = threading.BoundedSemaphore(limits.decode_slots)
     page = resources.files("charjax.serve").joinpath("static", "index.html").read_text("utf-8")
 
@@ -139,19 +143,30 @@ def create_app(
     async def model(request: Request) -> Response:
         return JSONResponse(rec.info())
 
+    async def decoded(
+        sent: RequestInput, respond: Callable[[Any, dict[str, Any]], dict[str, Any]]
+    ) -> Response:
+        """`respond(image, fields)` as JSON, run in a worker thread once the request holds a
+        decoding slot: decoding and framing are what cost memory, so a few at a time."""
+
+        def work() -> dict[str, Any]:
+            with slots:
+                image, fields = sent.image()
+                return respond(image, fields)
+
+        return JSONResponse(await run_in_threadpool(work))
+
     async def predict(request: Request) -> Response:
         query = request.query_params.get("top_k")
         top_k = DEFAULT_TOP_K if query is None else _top_k(query, text=True)
         sent = await read_input(request, limits, fields=("top_k",))
 
-        def work() -> dict[str, Any]:
-            with slots:  # decoding and framing are what cost memory: a few at a time
-                image, fields = sent.image()
-                k = _top_k(fields["top_k"], text=sent.kind == "file") if "top_k" in fields \
-                    else top_k
-                return _answer(rec, image, k)
+        def respond(image: Any, fields: dict[str, Any]) -> dict[str, Any]:
+            k = _top_k(fields["top_k"], text=sent.kind == "file") if "top_k" in fields \
+                else top_k
+            return _answer(rec, image, k)
 
-        return JSONResponse(await run_in_threadpool(work))
+        return await decoded(sent, respond)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
