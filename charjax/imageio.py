@@ -138,7 +138,11 @@ def open_picture(
     image = _decode(io.BytesIO(data), name, draft_size=draft_size, keep_mode=True,
                     max_pixels=max_pixels, formats=formats)
     if max_side is not None and max(image.size) > max_side:
-        image = _reduce_to(image, max_side)
+        try:
+            image = _reduce_to(image, max_side)
+        except (ValueError, OSError) as e:  # a mode Pillow can neither reduce nor convert
+            raise DataError(f"{name}: cannot be reduced ({image.mode} image: {e}); send an "
+                            "RGB or grayscale image") from None
     return image
 
 
@@ -160,8 +164,8 @@ def _reduce_to(image: Image.Image, side: int) -> Image.Image:
 
 def _too_large(name: str, width: int, height: int, limit: int) -> ImageTooLarge:
     return ImageTooLarge(
-        f"{name}: {width}x{height} = {width * height:,} pixels is over the limit of "
-        f"{limit:,} pixels for a character image; crop or shrink it")
+        f"{name}: {width}x{height} = {width * height:,} pixels is too large for a character "
+        f"image (the limit is {limit:,} pixels); crop or shrink it")
 
 
 def _decode(
@@ -199,8 +203,8 @@ def _decode(
     except Image.DecompressionBombError as e:  # Pillow's own guard, above 2 x MAX_PIXELS
         size = re.search(r"\((\d+) pixels\)", str(e))
         what = f"{int(size.group(1)):,} pixels" if size else "its size"
-        raise ImageTooLarge(f"{name}: {what} is over the limit of {max_pixels:,} pixels for a "
-                            "character image; crop or shrink it") from None
+        raise ImageTooLarge(f"{name}: {what} is too large for a character image (the limit "
+                            f"is {max_pixels:,} pixels); crop or shrink it") from None
     except MemoryError:
         raise
     except Exception as e:  # noqa: BLE001 - Pillow plugins raise many types on corrupt files

@@ -168,10 +168,13 @@ def _small(image: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
             image = image.convert("RGBA")
         elif image.mode.startswith("I;16"):
             image = image.convert("I")
-        try:
-            return image.reduce(factor)
-        except (ValueError, NotImplementedError):  # a mode reduce() does not take
-            return image.convert("RGBA").reduce(factor)
+        for attempt in (lambda: image.reduce(factor),
+                        lambda: image.convert("RGBA").reduce(factor)):
+            try:
+                return attempt()
+            except (ValueError, NotImplementedError, OSError):  # a mode reduce() lacks
+                continue
+        return image  # measured at full size: slower, never wrong
     arr = np.asarray(image)
     factor = -(-max(arr.shape[:2]) // NOISE_SIDE)
     if factor <= 1:
