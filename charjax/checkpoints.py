@@ -8,6 +8,7 @@ evaluate or predict.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import os
@@ -22,10 +23,12 @@ from orbax.checkpoint import checkpoint_managers as cm
 
 from charjax import jsonio
 from charjax import state as state_lib
-from charjax.errors import CheckpointError
+from charjax.errors import CheckpointError, WorkdirError
 from charjax_configs import default as schema
 
 BEST_METRIC = "val_accuracy"
+
+_log = logging.getLogger("charjax.checkpoints")
 
 
 def _rank(metrics: Mapping[str, float]) -> float:
@@ -225,6 +228,55 @@ def all_finite(tree: Any) -> bool:
     )
 
 
+def recorded_best_epoch(mngr: ocp.CheckpointManager, workdir: str | os.PathLike) -> int | None:
+    """The best epoch the run recorded: metrics.json's (a finished run), else by the epoch
+    history in its latest checkpoint; None when neither can be read."""
+    try:
+        with open(os.path.join(os.fspath(workdir), "metrics.json"), encoding="utf-8") as f:
+            return int(json.load(f)["best_epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    latest = mngr.latest_step()
+    if latest is None:
+        return None
+    try:
+        restored = mngr.restore(latest, args=ocp.args.Composite(history=ocp.args.JsonRestore()))
+        return best_epoch(list(restored.history["epochs"]))
+    except Exception:  # noqa: BLE001 - a damaged history only loses this check
+        return None
+
+
+def _warn_if_not_the_best(
+    mngr: ocp.CheckpointManager, workdir: str | os.PathLike, step: int, steps: list[int]
+) -> None:
+    """Says so when the run's best epoch has no checkpoint left (deleted, or lost), so the
+    epoch scored instead is never taken for the best silently."""
+    best = recorded_best_epoch(mngr, workdir)
+    if best is not None and best != step and best not in steps:
+        _log.warning("%s: the checkpoint of the best epoch (%d) is missing; using epoch %d "
+                     "instead, the best of those left (%s)", workdir, best, step,
+                     ", ".join(map(str, steps)))
+
+
+def read_config_json(workdir: str | os.PathLike) -> ml_collections.ConfigDict | None:
+    """WORKDIR/config.json on today's schema, None when there is none. A file that cannot be
+    read is a WorkdirError: it is the user's to fix, and is never silently rewritten."""
+    path = os.path.join(os.fspath(workdir), "config.json")
+    if not os.path.lexists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            stored = json.load(f)
+        if not isinstance(stored, dict):
+            raise ValueError(f"holds a JSON {type(stored).__name__}, not an object")
+        return upgrade_config(stored)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        text = " ".join(str(e).split())[:200]
+        raise WorkdirError(
+            f"{path}: cannot be read ({type(e).__name__}: {text}); it is left as it is: restore "
+            "it, or move it away (the checkpoints hold the config too), then rerun") from None
+
+
 def load_for_inference(workdir: str | os.PathLike, step: int | None = None) -> tuple[Any, Any]:
     """(train state, ConfigDict) of a run's best checkpoint (or `step`), ready for eval/predict.
 
@@ -239,8 +291,16 @@ def load_for_inference(workdir: str | os.PathLike, step: int | None = None) -> t
         )
     mngr = manager(workdir, create=False, read_only=True)
     try:
+        steps = sorted(mngr.all_steps())
+        if step is not None and step not in steps:
+            held = f"epochs {', '.join(map(str, steps))}" if steps else "no finished checkpoint"
+            raise CheckpointError(
+                f"{directory}: has no checkpoint of epoch {step}; it holds {held}; pass one of "
+                "those, or no step for the best")
         if step is None:
             step = mngr.best_step() if mngr.best_step() is not None else mngr.latest_step()
+            if step is not None:
+                _warn_if_not_the_best(mngr, workdir, step, steps)
         if step is None:
             raise CheckpointError(
                 f"{directory}: holds no finished checkpoint; train (or resume) with "

@@ -8,6 +8,7 @@ readable line on stderr and a non-zero exit code, not a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import logging as std_logging
 import os
 import re
@@ -16,38 +17,9 @@ from collections.abc import Callable
 
 from absl import app, flags, logging
 
-from charjax.errors import CharjaxError, Interrupted
+from charjax.errors import CharjaxError, DataError, Interrupted
 
 FLAGS = flags.FLAGS
-USAGE = """usage: charjax COMMAND [FLAGS]
-
-commands:
-  train   --config CONFIG --workdir DIR [--config.FIELD=VALUE ...]
-          train, keep the best weights by validation accuracy, score the test split
-  eval    --workdir DIR [--workdir DIR2 ...] --dataset SPEC [--split S] [--vote]
-          [--adapt_class_mix] [--json F]
-          restore the best checkpoint(s) and report accuracy, loss, top-5, per class
-  predict --workdir DIR [--top_k 3] [--json F] [--show DIR] IMAGE [IMAGE ...]
-          the top-k characters of each image file (any size, colour or polarity)
-  read    --workdir DIR [--json F] IMAGE [IMAGE ...]
-          the text of each image of a handwritten word or line (case from the line)
-  adapt   --workdir RUN --out NEW_RUN
-          fine-tune a run on the corrections in RUN/corrections (one writer's hand)
-  serve   --workdir DIR [--host 127.0.0.1] [--port 8000]
-          a web page to draw or upload a character, and a JSON API (POST /predict)
-  export  --workdir DIR --out FILE [--format jaxexport|onnx]
-          the inference function with its weights, runnable with JAX alone (or ONNX Runtime)
-  data export  --dataset SPEC --out DIR [--config CONFIG.py]
-          write a dataset as a folder of PNGs, label in each name (folder:DIR reads it back)
-  data preview --dataset SPEC --out GRID.png [--n 64] [--augment] [--seed 0] [--config CONFIG.py]
-          a labelled grid of the first n images, distorted by the augmentation with --augment
-
-CONFIG: a shipped config by name (default, emnist, tutorial, ...) or a config file's path.
-dataset specs: synthetic, npz:PATH, folder:PATH, tfds:emnist/byclass[:SPLIT], tfds:synthetic
-
-run `charjax COMMAND --help` for a command's flags.
-"""
-
 
 # The command line being run; config_flags reads its `--config.FIELD=VALUE` overrides
 # when the flag is defined, so `run(argv)` works in-process too (the tests do that).
@@ -136,7 +108,7 @@ def _flags_parser(command: str) -> Callable[[list[str]], list[str]]:
             missing = re.search(r"Flag --(\w+) must have a value other than None", str(cause))
             if missing:
                 _fail(command, f"--{missing.group(1)} is required; usage: "
-                               f"{COMMAND_USAGE[command]}")
+                               f"{usage_line(command)}")
             _fail(command, _clean_message(cause))
         except Exception as e:  # the config file's own code failed while it was loaded
             _fail(command, f"--config {path}: cannot be loaded ({type(e).__name__}: "
@@ -199,19 +171,23 @@ def _train(argv: list[str]) -> None:
 SPLITS = ["auto", "all", "train", "validation", "test"]
 
 
-def _check_output_file(command: str, flag: str, path: str) -> None:
-    """Fails now, before any work, when `path` cannot be written later."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        _fail(command, f"--{flag} {path}: is a folder; name a file in it, e.g. "
-                       f"{os.path.join(path, 'out.json')}")
-    if not os.path.isdir(folder):
-        _fail(command, f"--{flag} {path}: the folder {folder} does not exist; create it first "
-                       "or pick another path")
-    if not os.access(folder, os.W_OK | os.X_OK) or (
-            os.path.exists(path) and not os.access(path, os.W_OK)):
-        _fail(command, f"--{flag} {path}: cannot write there (permission denied); pick another "
-                       "path")
+def _check_output_file(command: str, flag: str, path: str, force: bool = False,
+                       example: str = "out.json", create_folder: bool = False) -> None:
+    """Fails now, before any work, when `path` cannot be written later or holds a file
+    (which only --force may overwrite)."""
+    from charjax import files
+
+    if create_folder and not os.path.lexists(os.path.dirname(os.path.abspath(path))):
+        problem = files.output_folder_problem(os.path.dirname(os.path.abspath(path)))
+        problem = problem and f"its folder {os.path.dirname(os.path.abspath(path))} {problem}"
+    else:
+        problem = files.output_file_problem(path, force=force, example=example)
+    if problem:
+        _fail(command, f"--{flag} {path}: {problem}")
+
+
+def _define_force_flag(what: str) -> None:
+    flags.DEFINE_bool("force", False, f"Overwrite {what} if it exists (never done without it).")
 
 
 def _define_eval_flags() -> None:
@@ -224,18 +200,48 @@ def _define_eval_flags() -> None:
                       "the class mix of these images, estimated from the images alone (no "
                       "labels): breaks look-alike ties toward the commoner class.")
     flags.DEFINE_string("json", None, "Also write the metrics to this JSON file.")
+    flags.DEFINE_bool("skip_bad", False, "folder: datasets: leave unreadable or badly named "
+                      "files out (each is logged) instead of stopping at the first.")
+    _define_force_flag("the --json file")
     flags.mark_flags_as_required(["workdir", "dataset"])
 
 
+_LISTED = " (they are listed in WORKDIR/skipped_files.txt)"
+
+
+def _eval_data_error(error: DataError) -> DataError:
+    """A dataset's error with its fix spelled as eval's flags: a loader names the training
+    config's fields, which eval does not take (it reads the run's)."""
+    text = str(error).replace(_LISTED, "").replace(", or set --config.data.folder.pattern", "")
+    return DataError(text.replace("--config.data.skip_bad=True", "--skip_bad"))
+
+
+def _data_command_error(error: DataError, config_given: bool) -> DataError:
+    """A dataset's error with its fix spelled as the data commands take it: config overrides
+    need --config, and there is no workdir to list skipped files in."""
+    text = str(error).replace(_LISTED, " (each is named in a warning)")
+    if not config_given:
+        text = text.replace("--config.data.", "--config default --config.data.")
+    return DataError(text)
+
+
 def _eval(argv: list[str]) -> None:
-    from charjax import checkpoints, evaluate, jsonio
+    from charjax import checkpoints, evaluate, files, jsonio
 
     if len(argv) > 1:
         _fail("eval", f"unexpected arguments {argv[1:]}")
     if FLAGS.json:
-        _check_output_file("eval", "json", FLAGS.json)
+        _check_output_file("eval", "json", FLAGS.json, FLAGS.force)
     restored = [checkpoints.load_for_inference(w) for w in FLAGS.workdir]
-    data = evaluate.load_eval_data(FLAGS.dataset, restored[0][1], FLAGS.split)
+    run_config = restored[0][1]
+    if FLAGS.skip_bad:
+        run_config = run_config.copy_and_resolve_references()
+        run_config.data.skip_bad = True
+    try:
+        data = evaluate.load_eval_data(FLAGS.dataset, run_config, FLAGS.split)
+    except DataError as e:
+        raise _eval_data_error(e) from None
+    _warn_guesses(data.images)
     probabilities = [evaluate.predict_probabilities(state, data.images) for state, _ in restored]
     vote = FLAGS.vote and len(restored) > 1
     result, combined = evaluate.ensemble_metrics(probabilities, data.labels, vote=vote)
@@ -257,7 +263,20 @@ def _eval(argv: list[str]) -> None:
         result["adapted_to_class_mix"] = _adapted_metrics(
             FLAGS.workdir[0], restored[0][1], combined, data.labels)
     if FLAGS.json:
-        jsonio.write(FLAGS.json, result)
+        files.write_text(FLAGS.json, jsonio.dumps(result) + "\n", overwrite=FLAGS.force)
+
+
+def _warn_guesses(images) -> None:
+    """One warning line when some images to score are blank or noise (their answers are
+    guesses), as `predict` and the API warn per image."""
+    from charjax import inputs
+
+    blank, noise = inputs.guess_counts(images)
+    if blank or noise:
+        parts = [f"{blank} blank" if blank else "", f"{noise} look like noise" if noise else ""]
+        print(f"charjax eval: warning: of {len(images)} images, "
+              f"{' and '.join(p for p in parts if p)}; their answers are guesses",
+              file=sys.stderr)
 
 
 def _adapted_metrics(workdir, run_config, scores, labels) -> dict:
@@ -296,17 +315,22 @@ def _define_predict_flags() -> None:
     flags.DEFINE_integer("top_k", 3, "How many candidate characters to print per image.")
     flags.DEFINE_string("json", None, "Also write the answers to this JSON file.")
     flags.DEFINE_string("show", None, "Write the 48x48 input the model saw for each image "
-                        "into this folder (PNG).")
+                        "into this folder (PNG; created if missing).")
+    _define_force_flag("the --json file and the --show images")
     flags.mark_flags_as_required(["workdir"])
 
 
-def _predict(argv: list[str]) -> None:
-    import os
+def _show_names(paths: list[str]) -> list[str]:
+    """The file --show writes for each image: its index and its name, so none collide."""
+    return [f"{i:04d}_{os.path.splitext(os.path.basename(p))[0]}.png"
+            for i, p in enumerate(paths)]
 
+
+def _predict(argv: list[str]) -> None:
     import numpy as np
     from PIL import Image
 
-    from charjax import recognizer
+    from charjax import files, recognizer
 
     paths = argv[1:]
     if not paths:
@@ -316,7 +340,12 @@ def _predict(argv: list[str]) -> None:
     except ValueError as e:
         _fail("predict", f"--{e}")
     if FLAGS.json:
-        _check_output_file("predict", "json", FLAGS.json)
+        _check_output_file("predict", "json", FLAGS.json, FLAGS.force)
+    names = _show_names(paths)
+    if FLAGS.show:
+        problem = files.output_folder_problem(FLAGS.show, names, FLAGS.force)
+        if problem:
+            _fail("predict", f"--show {FLAGS.show}: {problem}")
     recs = [recognizer.Recognizer.load(w) for w in FLAGS.workdir]
     answers = [rec.recognize(paths, FLAGS.top_k) for rec in recs]
     results = answers[0]
@@ -325,7 +354,7 @@ def _predict(argv: list[str]) -> None:
     if FLAGS.show:
         os.makedirs(FLAGS.show, exist_ok=True)
     failed = 0
-    for index, r in enumerate(results):
+    for r, name in zip(results, names, strict=True):
         if r.error:
             failed += 1
             print(f"charjax predict: error: {r.error}", file=sys.stderr)
@@ -334,14 +363,15 @@ def _predict(argv: list[str]) -> None:
         if r.warning:
             print(f"charjax predict: warning: {r.name}: {r.warning}", file=sys.stderr)
         if FLAGS.show:
-            stem = os.path.splitext(os.path.basename(r.name))[0]
-            Image.fromarray(np.asarray(r.pixels)[..., 0]).save(
-                os.path.join(FLAGS.show, f"{index:04d}_{stem}.png"))
+            with files.atomic_path(os.path.join(FLAGS.show, name), ".png",
+                                   overwrite=FLAGS.force) as tmp:
+                Image.fromarray(np.asarray(r.pixels)[..., 0]).save(tmp, format="PNG")
     if FLAGS.json:
         from charjax import jsonio
 
-        jsonio.write(FLAGS.json, [{"file": r.name, "top": [[c, p] for c, p in r.top],
-                                   "warning": r.warning, "error": r.error} for r in results])
+        answers_json = [{"file": r.name, "top": [[c, p] for c, p in r.top],
+                         "warning": r.warning, "error": r.error} for r in results]
+        files.write_text(FLAGS.json, jsonio.dumps(answers_json) + "\n", overwrite=FLAGS.force)
     if failed:
         if len(results) > 1:
             print(f"charjax predict: {failed} of {len(results)} images could not be read",
@@ -353,6 +383,7 @@ def _define_read_flags() -> None:
     flags.DEFINE_string("workdir", None, "Run directory.")
     flags.DEFINE_integer("top_k", 3, "How many candidates to keep per character (--json).")
     flags.DEFINE_string("json", None, "Also write each reading (boxes, top-k) to this JSON file.")
+    _define_force_flag("the --json file")
     flags.mark_flags_as_required(["workdir"])
 
 
@@ -369,7 +400,7 @@ def _read(argv: list[str]) -> None:
     except ValueError as e:
         _fail("read", f"--{e}")
     if FLAGS.json:
-        _check_output_file("read", "json", FLAGS.json)
+        _check_output_file("read", "json", FLAGS.json, FLAGS.force)
     rec = recognizer.Recognizer.load(FLAGS.workdir)
     out, failed = [], 0
     for path in paths:
@@ -386,9 +417,9 @@ def _read(argv: list[str]) -> None:
             print(f"charjax read: warning: {path}: {warning}", file=sys.stderr)
         out.append({"file": path, **result.to_dict()})
     if FLAGS.json:
-        from charjax import jsonio
+        from charjax import files, jsonio
 
-        jsonio.write(FLAGS.json, out)
+        files.write_text(FLAGS.json, jsonio.dumps(out) + "\n", overwrite=FLAGS.force)
     if failed:
         sys.exit(1)
 
@@ -441,27 +472,32 @@ def _serve(argv: list[str]) -> None:
         _fail("serve", f"--port must be in 1..65535, got {FLAGS.port}")
     from charjax import serve
 
-    serve.run_server(FLAGS.workdir, FLAGS.host, FLAGS.port)
+    try:
+        serve.run_server(FLAGS.workdir, FLAGS.host, FLAGS.port)
+    except serve.Stopped as e:
+        print(f"charjax serve: {e}", file=sys.stderr)
 
 
 def _define_export_flags() -> None:
     flags.DEFINE_string("workdir", None, "Run directory whose best checkpoint is exported.")
-    flags.DEFINE_string("out", None, "File to write (model.jaxexport, model.onnx).")
+    flags.DEFINE_string("out", None, "File to write (model.jaxexport, model.onnx); FILE.json "
+                        "beside it describes the model.")
     flags.DEFINE_enum("format", "jaxexport", ["jaxexport", "onnx"],
                       "jaxexport: serialised StableHLO for jax.export; onnx: an ONNX graph.")
+    _define_force_flag("FILE and FILE.json")
     flags.mark_flags_as_required(["workdir", "out"])
 
 
 def _export(argv: list[str]) -> None:
     if len(argv) > 1:
         _fail("export", f"unexpected arguments {argv[1:]}")
+    example = f"model.{'onnx' if FLAGS.format == 'onnx' else 'jaxexport'}"
+    for path in (FLAGS.out, FLAGS.out + ".json"):
+        _check_output_file("export", "out", path, FLAGS.force, example, create_folder=True)
     from charjax import export
 
-    path = export.export_run(FLAGS.workdir, FLAGS.out, FLAGS.format)
+    path = export.export_run(FLAGS.workdir, FLAGS.out, FLAGS.format, overwrite=FLAGS.force)
     print(f"wrote {path}")
-
-
-DATA_USAGE = "charjax data {export|preview} --dataset SPEC --out PATH [FLAGS]"
 
 
 def _define_data_flags() -> None:
@@ -473,6 +509,7 @@ def _define_data_flags() -> None:
     flags.DEFINE_integer("n", 64, "preview: how many images.")
     flags.DEFINE_bool("augment", False, "preview: show the images distorted by augmentation.")
     flags.DEFINE_integer("seed", 0, "preview: the augmentation draw.")
+    _define_force_flag("preview: the --out file")
     flags.mark_flags_as_required(["dataset", "out"])
 
 
@@ -509,27 +546,104 @@ def _data(argv: list[str]) -> None:
     if len(argv) != 2 or argv[1] not in DATA_COMMANDS:
         got = f"got {argv[1:]}" if len(argv) > 1 else "none given"
         _fail("data", f"name one sub-command of {sorted(DATA_COMMANDS)} ({got}); "
-                      f"usage: {DATA_USAGE}")
+                      f"usage: {usage_line('data')}")
     if argv[1] == "preview" and FLAGS.n < 1:
         _fail("data", f"--n must be at least 1, got {FLAGS.n}")
+    if argv[1] == "preview":
+        _check_output_file("data", "out", FLAGS.out, FLAGS.force, "grid.png")
     from charjax import datasets
 
-    dataset, skipped = datasets.load_with_skipped(FLAGS.dataset, _config_or_default().data)
+    try:
+        dataset, skipped = datasets.load_with_skipped(FLAGS.dataset, _config_or_default().data)
+    except DataError as e:
+        raise _data_command_error(e, FLAGS["config"].present) from None
     if skipped:
         print(f"{len(skipped)} file(s) left out (see the warnings above)", file=sys.stderr)
     DATA_COMMANDS[argv[1]](dataset)
 
 
-COMMANDS: dict[str, tuple[Callable[[], None], Callable[[list[str]], None]]] = {
-    "train": (_define_train_flags, _train),
-    "eval": (_define_eval_flags, _eval),
-    "predict": (_define_predict_flags, _predict),
-    "serve": (_define_serve_flags, _serve),
-    "export": (_define_export_flags, _export),
-    "data": (_define_data_flags, _data),
-    "read": (_define_read_flags, _read),
-    "adapt": (_define_adapt_flags, _adapt),
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One `charjax` command: its usage (flags after `charjax NAME`, one line per form),
+    what it does, and the functions that define its flags and run it. A new command is one
+    entry in COMMANDS; the overview, `--help` and the missing-flag messages come from it."""
+
+    usage: tuple[str, ...]
+    summary: str
+    define: Callable[[], None]
+    main: Callable[[list[str]], None]
+    # Training stops between steps on SIGINT/SIGTERM (charjax.interrupt); a command that
+    # handles the signals itself (serve) says False.
+    trainer_signals: bool = True
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command(
+        ("--config CONFIG --workdir DIR [--config.FIELD=VALUE ...]",),
+        "train, keep the best weights by validation accuracy, score the test split",
+        _define_train_flags, _train),
+    "eval": Command(
+        ("--workdir DIR [--workdir DIR2 ...] --dataset SPEC [--split S] [--vote] "
+         "[--adapt_class_mix] [--skip_bad] [--json F [--force]]",),
+        "restore the best checkpoint(s) and report accuracy, loss, top-5, per class",
+        _define_eval_flags, _eval),
+    "predict": Command(
+        ("--workdir DIR [--top_k 3] [--json F] [--show DIR] [--force] IMAGE [IMAGE ...]",),
+        "the top-k characters of each image file (any size, colour or polarity)",
+        _define_predict_flags, _predict),
+    "serve": Command(
+        ("--workdir DIR [--host 127.0.0.1] [--port 8000]",),
+        "a web page to draw or upload a character, and a JSON API (POST /predict)",
+        _define_serve_flags, _serve, trainer_signals=False),
+    "export": Command(
+        ("--workdir DIR --out FILE [--format jaxexport|onnx] [--force]",),
+        "the inference function with its weights, runnable with JAX alone (or ONNX Runtime)",
+        _define_export_flags, _export),
+    "data": Command(
+        ("export  --dataset SPEC --out DIR [--config CONFIG.py]",
+         "preview --dataset SPEC --out GRID.png [--n 64] [--augment] [--seed 0] "
+         "[--config CONFIG.py] [--force]"),
+        "export: write a dataset as a folder of PNGs, label in each name (folder:DIR reads it "
+        "back); preview: a labelled grid of the first n images, distorted by the augmentation "
+        "with --augment",
+        _define_data_flags, _data),
+    "read": Command(
+        ("--workdir DIR [--top_k 3] [--json F [--force]] IMAGE [IMAGE ...]",),
+        "the text of each image of a handwritten word or line (case from the line)",
+        _define_read_flags, _read),
+    "adapt": Command(
+        ("--workdir RUN --out NEW_RUN",),
+        "fine-tune a run on the corrections in RUN/corrections (one writer's hand)",
+        _define_adapt_flags, _adapt),
 }
+
+
+def usage_line(command: str) -> str:
+    """`charjax COMMAND FLAGS` for error messages (every form, joined by ' | ')."""
+    return " | ".join(f"charjax {command} {form}" for form in COMMANDS[command].usage)
+
+
+def _overview() -> str:
+    import textwrap
+
+    lines = ["usage: charjax COMMAND [FLAGS]", "", "commands:"]
+    for name, command in COMMANDS.items():
+        for form in command.usage:
+            label = name if len(command.usage) > 1 else f"{name:<7}"  # data SUB: unpadded
+            lines += textwrap.wrap(f"{label} {form}", 96, initial_indent="  ",
+                                   subsequent_indent=" " * 10, break_on_hyphens=False)
+        lines += textwrap.wrap(command.summary, 96, initial_indent=" " * 10,
+                               subsequent_indent=" " * 10)
+    lines += [
+        "",
+        "CONFIG: a shipped config by name (default, emnist, tutorial, ...) or a config file's "
+        "path.",
+        "dataset specs: synthetic, npz:PATH, folder:PATH, tfds:emnist/byclass[:SPLIT], "
+        "tfds:synthetic",
+        "",
+        "run `charjax COMMAND --help` for a command's flags.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 class _StderrHandler(std_logging.StreamHandler):
@@ -573,10 +687,11 @@ def _leave(command: str, message: str, code: int) -> None:
 
 def _guarded(command: str, main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
     def wrapped(argv: list[str]) -> None:
-        from charjax import interrupt
+        from charjax import files, interrupt
 
         setup_console_logging()
-        interrupt.terminate_like_interrupt()
+        if COMMANDS[command].trainer_signals:
+            interrupt.terminate_like_interrupt()
         try:
             main(argv)
         except Interrupted as e:
@@ -586,27 +701,16 @@ def _guarded(command: str, main: Callable[[list[str]], None]) -> Callable[[list[
         except KeyboardInterrupt:
             _leave(command, "interrupted; rerun the same command to resume", 130)
         except OSError as e:  # the disk, not the program: full, read-only, gone
-            where = f"{e.filename}: " if e.filename else ""
-            _fail(command, f"{where}{e.strerror or e}; check the disk and the permissions "
-                           "there, then rerun", code=1)
+            _fail(command, files.describe_os_error(e), code=1)
 
     return wrapped
 
 
-# The usage line of each command, for `charjax COMMAND --help`.
-COMMAND_USAGE = {
-    "train": "charjax train --config CONFIG --workdir DIR [--config.FIELD=VALUE ...]",
-    "eval": "charjax eval --workdir DIR [--workdir DIR2 ...] --dataset SPEC [--split S] "
-            "[--vote] [--adapt_class_mix] [--json F]",
-    "predict": "charjax predict --workdir DIR [--top_k 3] IMAGE [IMAGE ...]",
-    "data": DATA_USAGE,
-    "read": "charjax read --workdir DIR [--top_k 3] [--json F] IMAGE [IMAGE ...]",
-    "adapt": "charjax adapt --workdir RUN --out NEW_RUN",
-}
-
-
 def _command_help(command: str) -> str:
-    lines = [f"usage: {COMMAND_USAGE[command]}", "", "flags:"]
+    forms = COMMANDS[command].usage
+    lines = [f"usage: charjax {command} {forms[0]}"]
+    lines += [f"       charjax {command} {form}" for form in forms[1:]]
+    lines += ["", COMMANDS[command].summary, "", "flags:"]
     for name in sorted(n for n in _DEFINED if "." not in n):
         flag = FLAGS[name]
         default = "" if flag.default in (None, "", []) else f" (default: {flag.default})"
@@ -625,7 +729,7 @@ def _define(command: str) -> None:
         _BASELINE = set(FLAGS)
     for name in sorted(set(FLAGS) - _BASELINE):
         delattr(FLAGS, name)
-    COMMANDS[command][0]()
+    COMMANDS[command].define()
     _DEFINED[:] = sorted(set(FLAGS) - _BASELINE)
 
 
@@ -649,14 +753,14 @@ def run(argv: list[str] | None = None) -> None:
     _PROGRAM = argv is None
     argv = list(sys.argv if argv is None else argv)
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
-        print(USAGE, end="")
+        print(_overview(), end="")
         sys.exit(0 if len(argv) >= 2 else 2)
     command = argv[1]
     if command not in COMMANDS:
         _fail("", f"unknown command {command!r}; choose one of {sorted(COMMANDS)}")
     _ARGV = [f"charjax {command}", *_shipped_config_paths(argv[2:])]
     _define(command)
-    main = COMMANDS[command][1]
+    main = COMMANDS[command].main
     if any(a in ("-h", "--help", "-help", "--helpshort", "--helpfull") for a in argv[2:]):
         print(_command_help(command), end="")
         sys.exit(0)

@@ -27,7 +27,23 @@ class WorkdirError(CharjaxError):
 
 
 class DivergedError(CharjaxError):
-    """The loss became NaN or infinite; the run stopped before keeping those weights."""
+    """The training diverged (a non-finite or exploding loss) or learned nothing (accuracy
+    at chance every epoch); the run stopped with the reason."""
+
+
+class OutputError(CharjaxError):
+    """A path the user named for output cannot be written, or holds a file that would be
+    overwritten; found before any work, so it exits 2 like a flag mistake."""
+
+    exit_code = 2
+
+
+class ImageTooLarge(DataError):
+    """An image whose pixel count (read from its header) is over the decoding budget."""
+
+
+class InputWarning(UserWarning):
+    """An image was answered, but the answer is a guess: the image is blank or noise."""
 
 
 class Interrupted(CharjaxError):

@@ -21,8 +21,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from charjax import charset, jsonio
-from charjax.errors import CharjaxError
+from charjax import charset, files, jsonio
+from charjax.errors import CharjaxError, OutputError
 from charjax.recognizer import Recognizer
 
 FORMATS = ("jaxexport", "onnx")
@@ -70,17 +70,27 @@ def to_onnx(rec: Recognizer) -> bytes:
     return model.SerializeToString()
 
 
-def export_run(workdir: str | os.PathLike, out: str | os.PathLike, fmt: str = "jaxexport") -> str:
-    """Writes the run's best model to `out` (and `out`.json describing it); returns `out`."""
+def export_run(
+    workdir: str | os.PathLike, out: str | os.PathLike, fmt: str = "jaxexport",
+    overwrite: bool = False,
+) -> str:
+    """Writes the run's best model to `out` (and `out`.json describing it); returns `out`.
+
+    Existing files are never replaced unless `overwrite` (an OutputError, before any work).
+    """
     if fmt not in FORMATS:
         raise CharjaxError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
+    out = os.fspath(out)
+    if not overwrite:
+        for path in (out, out + ".json"):
+            if os.path.lexists(path):
+                raise OutputError(f"{path}: already exists; pass --force (overwrite=True) to "
+                                  "overwrite it, or pick another path")
     rec = Recognizer.load(workdir)
     rec = Recognizer(plain_model(rec), rec.variables, rec.config, rec.metrics)
     blob = to_jax_export(rec) if fmt == "jaxexport" else to_onnx(rec)
-    out = os.fspath(out)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "wb") as f:
-        f.write(blob)
-    jsonio.write(out + ".json",
-                 {**rec.info(), "format": fmt, "input": INPUT, "output": "logits [N, 62]"})
+    files.write_bytes(out, blob, overwrite=overwrite)
+    info = {**rec.info(), "format": fmt, "input": INPUT, "output": "logits [N, 62]"}
+    files.write_text(out + ".json", jsonio.dumps(info) + "\n", overwrite=overwrite)
     return out

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from charjax import charset
-from charjax.errors import DataError
+from charjax.errors import DataError, ImageTooLarge
 
 # Refuse absurd images before decoding them (a 10k x 10k PNG is 100 MP, 100 MB as 'L').
 # Checked on the header, so a decompression bomb costs nothing; Pillow's own guard (which
-# raises only above twice its limit) is set to the same value as a backstop.
+# raises only above twice its limit) is set to the same value as a backstop, and its
+# warning below that is silenced: the check here names the image and the limit instead.
 MAX_PIXELS = 50_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 # Bump when the pixels this module produces change, so decoded-folder caches are rebuilt.
 DECODER_VERSION = 2
 
@@ -111,37 +115,84 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
-def open_picture(data: bytes, name: str, draft_size: int = 1024) -> Image.Image:
+def open_picture(
+    data: bytes,
+    name: str,
+    draft_size: int = 1024,
+    max_pixels: int = MAX_PIXELS,
+    formats: tuple[str, ...] | None = None,
+    max_side: int | None = None,
+) -> Image.Image:
     """Image file bytes -> a loaded, upright Pillow image in its own mode (alpha kept).
 
     For `charjax.framing.prepare`, which crops to the ink before it shrinks, so large JPEGs
     are decoded at no less than `draft_size` pixels. Problems are DataErrors naming `name`.
+
+    Memory stays bounded whatever the bytes claim: the pixel count is read from the header
+    (after a JPEG's draft scaling) and checked against `max_pixels` before anything is
+    decoded (ImageTooLarge), `formats` restricts the decoders tried (Pillow's names), and
+    `max_side` box-reduces the decoded image to at most that many pixels on a side.
     """
     if not data:
         raise DataError(f"{name}: empty file (0 bytes)")
-    return _decode(io.BytesIO(data), name, draft_size=draft_size, keep_mode=True)
+    image = _decode(io.BytesIO(data), name, draft_size=draft_size, keep_mode=True,
+                    max_pixels=max_pixels, formats=formats)
+    if max_side is not None and max(image.size) > max_side:
+        try:
+            image = _reduce_to(image, max_side)
+        except (ValueError, OSError) as e:  # a mode Pillow can neither reduce nor convert
+            raise DataError(f"{name}: cannot be reduced ({image.mode} image: {e}); send an "
+                            "RGB or grayscale image") from None
+    return image
+
+
+def _reduce_to(image: Image.Image, side: int) -> Image.Image:
+    """`image` box-reduced by a whole factor to at most `side` pixels on a side, its mode kept
+    where Pillow can reduce it (else as RGBA or I, which `framing` reads the same way)."""
+    factor = -(-max(image.size) // side)
+    if image.mode == "1":
+        image = image.convert("L")
+    elif image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    elif image.mode in _SIXTEEN_BIT and image.mode != "I":
+        image = image.convert("I")
+    try:
+        return image.reduce(factor)
+    except (ValueError, NotImplementedError):  # a mode reduce() does not take
+        return image.convert("RGBA").reduce(factor)
+
+
+def _too_large(name: str, width: int, height: int, limit: int) -> ImageTooLarge:
+    return ImageTooLarge(
+        f"{name}: {width}x{height} = {width * height:,} pixels is too large for a character "
+        f"image (the limit is {limit:,} pixels); crop or shrink it")
 
 
 def _decode(
-    stream: io.BytesIO, name: str, draft_size: int = charset.IMAGE_SIZE, keep_mode: bool = False
+    stream: io.BytesIO,
+    name: str,
+    draft_size: int = charset.IMAGE_SIZE,
+    keep_mode: bool = False,
+    max_pixels: int = MAX_PIXELS,
+    formats: tuple[str, ...] | None = None,
 ) -> np.ndarray | Image.Image:
     try:
-        with Image.open(stream) as image:
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise DataError(
-                    f"{name}: {width}x{height} pixels is too large for a character image "
-                    f"(limit {MAX_PIXELS:,}); crop or shrink it"
-                )
-            if width == 0 or height == 0:
-                raise DataError(f"{name}: image has no pixels ({width}x{height})")
-            image.draft(None if keep_mode else "L", (draft_size, draft_size))  # JPEG: small
-            if image.format in _EXIF_FORMATS:
-                image = ImageOps.exif_transpose(image)
-            image.load()
-            if keep_mode:
-                return image.copy()
-            gray = np.asarray(to_grayscale(image))
+        # Not a `with` block: closing the image would free the pixels it returns; the
+        # stream is the caller's bytes, nothing to close.
+        image = Image.open(stream, formats=formats)
+        width, height = image.size
+        if width == 0 or height == 0:
+            raise DataError(f"{name}: image has no pixels ({width}x{height})")
+        image.draft(None if keep_mode else "L", (draft_size, draft_size))  # JPEG: small
+        width, height = image.size  # what will be decoded (a JPEG's draft is smaller)
+        if width * height > max_pixels:
+            raise _too_large(name, width, height, max_pixels)
+        image.load()
+        if image.format in _EXIF_FORMATS:
+            ImageOps.exif_transpose(image, in_place=True)
+        if keep_mode:
+            return image
+        gray = np.asarray(to_grayscale(image))
     except DataError:
         raise
     except UnidentifiedImageError:
@@ -149,8 +200,11 @@ def _decode(
             f"{name}: not a readable image (no format Pillow knows: not an image, a corrupt "
             "header, or an unsupported format); replace it with a PNG"
         ) from None
-    except Image.DecompressionBombError as e:
-        raise DataError(f"{name}: image too large to be a character image ({e})") from None
+    except Image.DecompressionBombError as e:  # Pillow's own guard, above 2 x MAX_PIXELS
+        size = re.search(r"\((\d+) pixels\)", str(e))
+        what = f"{int(size.group(1)):,} pixels" if size else "its size"
+        raise ImageTooLarge(f"{name}: {what} is too large for a character image (the limit "
+                            f"is {max_pixels:,} pixels); crop or shrink it") from None
     except MemoryError:
         raise
     except Exception as e:  # noqa: BLE001 - Pillow plugins raise many types on corrupt files

@@ -5,6 +5,8 @@
 
 Every image goes through `charjax.framing.prepare` with the framing stored in the run's
 config, so a drawing, a photo and an upload are framed as the model's training images were.
+Arrays follow one rule (`charjax.inputs`: integers 0-255, floats 0-1); a blank or noisy image
+is answered with a warning (`Result.warning`; `predict` issues it as an `InputWarning`).
 Batches are padded to a few fixed sizes, so the model is compiled once per size, not once
 per call.
 """
@@ -15,6 +17,7 @@ import dataclasses
 import json
 import os
 import threading
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -24,8 +27,8 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from charjax import charset, framing, imageio, kernels, models, reading
-from charjax.errors import CharjaxError, DataError
+from charjax import charset, framing, imageio, inputs, kernels, models, reading
+from charjax.errors import CharjaxError, DataError, InputWarning
 
 BATCH_SIZES: tuple[int, ...] = (1, 8, 64, 256)  # inputs are padded to one of these
 ImageLike = str | os.PathLike | np.ndarray | Image.Image
@@ -96,20 +99,25 @@ class Recognizer:
         """Per image, its `top_k` (character, probability), likeliest first.
 
         `images`: one image or a list of them: file paths, Pillow images, arrays [H, W] or
-        [H, W, 1|2|3|4] of any size (uint8 0-255 or float 0-1), or a batch [N, H, W(, C)].
-        An unreadable file raises a DataError naming it (`recognize` reports it instead).
+        [H, W, 1|2|3|4] of any size (integers 0-255, floats 0-1, or bool), or a batch
+        [N, H, W(, C)]. An unreadable file or an array out of its range raises a DataError
+        naming it (`recognize` reports it instead); anything else (bytes, None, nested
+        lists) a TypeError. A blank or noisy image is answered with an InputWarning.
         """
         results = self.recognize(images, top_k)
         for r in results:
             if r.error:
                 raise DataError(r.error)
+        for r in results:
+            if r.warning:
+                warnings.warn(f"{r.name}: {r.warning}", InputWarning, stacklevel=2)
         return [r.top for r in results]
 
     def recognize(self, images: ImageLike | Sequence[ImageLike], top_k: int = 3) -> list[Result]:
         """Like `predict`, with each image's model input and warning; bad files are reported
         in their own Result while every other image is still answered."""
         check_top_k(top_k)
-        items = list(_as_items(images))
+        items = inputs.as_items(images)
         prepared: list[framing.Prepared | None] = []
         names, errors = [], []
         for index, item in enumerate(items):
@@ -142,11 +150,20 @@ class Recognizer:
         return reading.read(image, self.probabilities, self.framing, top_k)
 
     def prepare(self, image: ImageLike) -> framing.Prepared:
-        """One image (or file) -> the model's 48x48 input, framed as its training data was."""
+        """One image (or file) -> the model's 48x48 input, framed as its training data was,
+        with a warning when the image is blank, a speck or noise (see `charjax.inputs`)."""
+        problem = inputs.type_problem(image)
+        if problem:
+            raise TypeError(problem)
         if isinstance(image, str | os.PathLike):
             path = os.fspath(image)
             image = imageio.open_picture(imageio.read_bytes(path), path)
-        return framing.prepare(image, self.framing)
+        elif not isinstance(image, Image.Image):
+            image = inputs.check_array(image)
+        prepared = framing.prepare(image, self.framing)
+        if prepared.warning is None and inputs.is_noise(image):
+            return dataclasses.replace(prepared, warning=inputs.NOISE_WARNING)
+        return prepared
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """Softmax [N, 62] of prepared uint8 inputs [N, 48, 48, 1]."""
@@ -194,20 +211,6 @@ def check_top_k(top_k: int) -> int:
     if not 1 <= top_k <= charset.NUM_CLASSES:
         raise ValueError(f"top_k must be in 1..{charset.NUM_CLASSES}, got {top_k}")
     return int(top_k)
-
-
-def _as_items(images: Any) -> Iterable[Any]:
-    """One image or many -> many (a 2-D array or [H, W, C<=4] is one image)."""
-    if isinstance(images, str | os.PathLike | Image.Image):
-        return [images]
-    if isinstance(images, np.ndarray | jax.Array):
-        arr = np.asarray(images)
-        if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] <= 4):
-            return [arr]
-        if arr.ndim in (3, 4):
-            return list(arr)
-        raise ValueError(f"an image array is [H, W(, C)] or a batch of them, got {arr.shape}")
-    return images
 
 
 def _chunks(n: int) -> Iterable[tuple[slice, int]]:

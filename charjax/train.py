@@ -358,7 +358,9 @@ def _check_init_from(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 def _stored_config(workdir: str) -> ml_collections.ConfigDict | None:
     """The config of the run already in `workdir` (its latest checkpoint's, else its
-    config.json), or None for a fresh workdir. Refuses leftovers nothing can resume."""
+    config.json), or None for a fresh workdir. Refuses leftovers nothing can resume, and a
+    config.json it cannot read (the run would rewrite it)."""
+    in_json = checkpoints.read_config_json(workdir)
     if os.path.isdir(checkpoints.checkpoint_dir(workdir)):
         mngr = checkpoints.manager(workdir, create=False, read_only=True)
         try:
@@ -372,14 +374,7 @@ def _stored_config(workdir: str) -> ml_collections.ConfigDict | None:
         raise WorkdirError(
             f"--workdir {workdir}: holds metrics.json of another run but no checkpoint to "
             "resume from; train into a new --workdir (or delete that run's files)")
-    if "config.json" in leftovers:
-        try:
-            with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
-                return checkpoints.upgrade_config(json.load(f))
-        except (OSError, ValueError) as e:
-            raise WorkdirError(f"{workdir}/config.json: unreadable ({e}); train into a new "
-                               "--workdir") from None
-    return None
+    return in_json
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -573,7 +568,7 @@ def _run(
             best=checkpoints.best_epoch(history) == epoch,
         )
         # A diverged epoch is never saved, so it can never become the best or the latest.
-        validation.check_finite(epoch, history[-1], config.learning_rate)
+        validation.check_progress(history, config, splits.validation.labels)
         checkpoints.save(mngr, epoch, state, config_dict, history, history[-1])
     mngr.wait_until_finished()
     train_seconds = time.perf_counter() - train_start

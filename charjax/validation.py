@@ -2,8 +2,9 @@
 
 `check_config` looks at the config alone (names, types, ranges) and runs before the
 workdir is created or anything is compiled; `check_splits` looks at the split sizes once
-the data is loaded, still before anything is written. `check_finite` guards each epoch's
-numbers. Every failure is one `ConfigError` (or `DivergedError`) whose message reads
+the data is loaded, still before anything is written. `check_progress` guards each epoch's
+numbers: a diverged or a learn-nothing run stops with the reason. Every failure is one
+`ConfigError` (or `DivergedError`) whose message reads
 ``--config.FIELD=VALUE: what is wrong; the fix`` — the same spelling as the override that
 mends it.
 """
@@ -283,3 +284,75 @@ def check_finite(epoch: int, record: Mapping[str, float], learning_rate: float) 
             f"and the run stopped; lower the learning rate (--config.learning_rate="
             f"{learning_rate:g} now, try {learning_rate / 10:g}) or set "
             "--config.optimizer.grad_clip_norm=1.0, and train into a new --workdir")
+
+
+# Divergence: the loss of a uniform guess over the classes is ln(62) = 4.13; a healthy run
+# starts near it and only goes down. An epoch whose mean training loss is above
+# EXPLODED_FACTOR times that has diverged, whatever the first epoch did; one above the
+# uniform guess's loss and GROWN_FACTOR times the first epoch's is diverging.
+EXPLODED_FACTOR = 10.0
+GROWN_FACTOR = 10.0
+# At chance: validation accuracy within CHANCE_SIGMAS binomial standard deviations of
+# always answering the commonest validation class (plus one image, for tiny splits).
+CHANCE_SIGMAS = 3.0
+LEARNING_DROP = 0.02  # a training loss this much below the first epoch's is learning
+
+
+def chance_accuracy_bound(labels: np.ndarray) -> tuple[float, float]:
+    """(chance, bound): the accuracy of always answering the commonest class of `labels`,
+    and the highest accuracy still indistinguishable from it (CHANCE_SIGMAS above, plus
+    one image)."""
+    labels = np.asarray(labels)
+    n = max(len(labels), 1)
+    chance = float(np.bincount(labels).max()) / n if len(labels) else 0.0
+    return chance, chance + CHANCE_SIGMAS * math.sqrt(chance * (1 - chance) / n) + 1 / n
+
+
+def check_progress(
+    history: Sequence[Mapping[str, float]], config: Any, validation_labels: np.ndarray
+) -> None:
+    """Called after each epoch, before it is saved: stops a run that diverged or learns
+    nothing, with the reason and the fix (a DivergedError, exit status 1).
+
+    * a NaN or infinite loss (`check_finite`);
+    * exploded: the epoch's mean training loss is above 10 x ln(62) (= 41.3; a uniform
+      guess scores 4.13);
+    * growing: it is above ln(62) and 10 x the first epoch's;
+    * at chance: after the last epoch of a run of two or more, no epoch's validation
+      accuracy rose above the chance bound (`chance_accuracy_bound`) and the training loss
+      never fell LEARNING_DROP below the first epoch's (a slow but healthy start lowers it).
+
+    None of these can happen to a run that learns: tests/test_bad_inputs.py checks a tiny
+    healthy run passes and --config.learning_rate=1e6 stops at its first epoch.
+    """
+    epoch, record = int(history[-1]["epoch"]), history[-1]
+    learning_rate = float(config.learning_rate)
+    check_finite(epoch, record, learning_rate)
+    uniform = math.log(charset.NUM_CLASSES)
+    loss, first = float(record["train_loss"]), float(history[0]["train_loss"])
+    fix = (f"lower the learning rate (--config.learning_rate={learning_rate:g} now, try "
+           f"{learning_rate / 10:g}) or set --config.optimizer.grad_clip_norm=1.0, and train "
+           "into a new --workdir")
+    if loss > EXPLODED_FACTOR * uniform:
+        raise DivergedError(
+            f"epoch {epoch}: train loss {loss:.4g} is over {EXPLODED_FACTOR:g}x a uniform "
+            f"guess's {uniform:.2f}: the training diverged, so these weights were not saved "
+            f"and the run stopped; {fix}")
+    if len(history) > 1 and loss > uniform and loss > GROWN_FACTOR * first:
+        raise DivergedError(
+            f"epoch {epoch}: train loss {loss:.4g} grew to over {GROWN_FACTOR:g}x the first "
+            f"epoch's {first:.4g}: the training diverged, so these weights were not saved and "
+            f"the run stopped; {fix}")
+    if epoch >= int(config.num_epochs) and len(history) >= 2:
+        chance, bound = chance_accuracy_bound(validation_labels)
+        best = max(float(e["val_accuracy"]) for e in history)
+        lowest = min(float(e["train_loss"]) for e in history[1:])
+        if best <= bound and lowest >= (1.0 - LEARNING_DROP) * first:
+            raise DivergedError(
+                f"epochs {history[0]['epoch']}-{epoch}: validation accuracy never rose above "
+                f"chance (best {best:.4f}; answering the commonest class scores {chance:.4f}) "
+                f"and the training loss never fell (first {first:.4f}, lowest {lowest:.4f}): "
+                "the model learned nothing, and its last epoch was not saved; check that the "
+                "labels match the images, then try another learning rate (--config."
+                f"learning_rate={learning_rate:g} now: {learning_rate / 10:g} if it was too "
+                "high) in a new --workdir")

@@ -140,6 +140,22 @@ def inputs(tmp_path_factory, trained_run):
     mngr.close()
     p["busy"] = str(base / "busy")
     os.makedirs(p["busy"])
+    # files a command would overwrite: each must survive unless --force
+    p["existing"] = str(base / "existing.out")
+    with open(p["existing"], "w") as f:
+        f.write("the user's own file\n")
+    p["sibling"] = str(base / "model.jaxexport")  # only its .json beside it exists
+    with open(p["sibling"] + ".json", "w") as f:
+        f.write("{}\n")
+    p["shown"] = str(base / "shown")  # holds what --show would write for zero.png
+    os.makedirs(p["shown"])
+    with open(os.path.join(p["shown"], "0000_zero.png"), "wb") as f:
+        f.write(b"an earlier answer")
+    for name, text in (("bad_config_json", "{not json"), ("list_config_json", "[1, 2]")):
+        p[name] = str(base / name)
+        os.makedirs(p[name])
+        with open(os.path.join(p[name], "config.json"), "w") as f:
+            f.write(text)
     return p
 
 
@@ -151,6 +167,8 @@ class Case:
     says: tuple[str, ...]  # fragments the error line must hold: the thing and the fix
     watch: str = "{wd}"  # the workdir that must be left as it was
     setup: Callable | None = None  # (paths, monkeypatch) -> None, before the run
+    not_says: tuple[str, ...] = ()  # fragments the error line must not hold (wrong advice)
+    absent: str = ""  # a path that must not exist afterwards (what a refused run never wrote)
 
 
 def tr(*flags: str, wd: str = "{wd}", **tiny) -> list[str]:
@@ -168,6 +186,33 @@ def _read_only(p, monkeypatch):
     monkeypatch.setattr(workdir_lib.os, "access",
                         lambda path, mode: False if "ro-" in str(path) else real(path, mode))
     os.makedirs(p["wd"] + "-ro-dir", exist_ok=True)
+
+
+def _busy_port(p, monkeypatch):
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    p["port"] = str(sock.getsockname()[1])
+    monkeypatch.setattr(sys.modules[__name__], "_held", sock, raising=False)
+
+
+def _free_port(p, monkeypatch):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        p["port"] = str(sock.getsockname()[1])
+
+
+def _no_model_load(p, monkeypatch):
+    from charjax import recognizer
+
+    def fail(*a, **k):
+        raise AssertionError("the path must be checked before the model is loaded")
+
+    monkeypatch.setattr(recognizer.Recognizer, "load", fail)
 
 
 def _no_evaluation(p, monkeypatch):
@@ -342,6 +387,109 @@ CASES = [
     Case("data_preview_n_zero", ["data", "preview", "--dataset", "npz:{good_npz}", "--out",
                                  "{wd}.png", "--n", "0"], 2, ("--n", "at least 1"),
          watch="{wd}.png"),
+    # ---------------------------------------------------------------- every command's flags
+    Case("serve_without_workdir", ["serve"], 2,
+         ("--workdir is required", "usage: charjax serve --workdir DIR")),
+    Case("export_without_out", ["export", "--workdir", "{run}"], 2,
+         ("--out is required", "usage: charjax export --workdir DIR --out FILE"), watch="{run}"),
+    Case("export_without_workdir", ["export", "--out", "{wd}.jaxexport"], 2,
+         ("--workdir is required",), watch="{wd}.jaxexport"),
+    Case("predict_without_workdir", ["predict", "{zero_png}"], 2,
+         ("--workdir is required", "usage: charjax predict")),
+    Case("data_without_dataset", ["data", "preview", "--out", "{wd}.png"], 2,
+         ("--dataset is required", "usage: charjax data export"), watch="{wd}.png"),
+    Case("export_format_unknown", ["export", "--workdir", "{run}", "--out", "{wd}.m",
+                                   "--format", "tflite"], 2, ("--format", "jaxexport|onnx"),
+         watch="{wd}.m"),
+    Case("export_stray_argument", ["export", "--workdir", "{run}", "--out", "{wd}.m", "extra"],
+         2, ("unexpected arguments", "extra"), watch="{wd}.m"),
+    Case("serve_stray_argument", ["serve", "--workdir", "{run}", "extra"], 2,
+         ("unexpected arguments", "extra"), watch="{run}"),
+    Case("serve_port_zero", ["serve", "--workdir", "{run}", "--port", "0"], 2,
+         ("--port must be in 1..65535",), watch="{run}"),
+    Case("predict_top_k_huge", ["predict", "--workdir", "{run}", "--top_k", "100", "{zero_png}"],
+         2, ("--top_k", "1..62"), watch="{run}"),
+    # ---------------------------------------------------------------- serve
+    Case("serve_port_busy", ["serve", "--workdir", "{run}", "--port", "{port}"], 1,
+         ("--port {port}", "already in use", "another --port"), watch="{run}",
+         setup=_busy_port, not_says=("serving on",)),
+    Case("serve_host_not_here", ["serve", "--workdir", "{run}", "--host", "192.0.2.1",
+                                 "--port", "{port}"], 1,
+         ("--host 192.0.2.1", "cannot listen there", "127.0.0.1"), watch="{run}",
+         setup=_free_port),
+    Case("serve_workdir_missing", ["serve", "--workdir", "{wd}", "--port", "{port}"], 1,
+         ("no checkpoints here", "charjax train"), setup=_free_port),
+    # ---------------------------------------------------------------- outputs never destroy
+    Case("export_out_exists", ["export", "--workdir", "{run}", "--out", "{existing}"], 2,
+         ("--out {existing}", "already exists", "--force"), watch="{existing}",
+         setup=_no_model_load),
+    Case("export_json_beside_exists", ["export", "--workdir", "{run}", "--out", "{sibling}"], 2,
+         ("{sibling}.json", "already exists", "--force"), watch="{sibling}.json",
+         setup=_no_model_load, absent="{sibling}"),
+    Case("export_out_is_a_folder", ["export", "--workdir", "{run}", "--out", "{empty}"], 2,
+         ("is a folder", "model.jaxexport"), watch="{empty}", setup=_no_model_load),
+    Case("export_out_under_a_file", ["export", "--workdir", "{run}", "--out",
+                                     "{file}/m.jaxexport"], 2,
+         ("cannot be created under a file", "{file} is a file"), watch="{file}",
+         setup=_no_model_load),
+    Case("export_folder_under_a_file", ["export", "--workdir", "{run}", "--out",
+                                        "{file}/new/m.jaxexport"], 2,
+         ("cannot be created under a file",), watch="{file}", setup=_no_model_load),
+    Case("export_workdir_missing", ["export", "--workdir", "{wd}", "--out", "{wd}.jaxexport"], 1,
+         ("no checkpoints here",), absent="{wd}.jaxexport"),
+    Case("predict_show_is_a_file", ["predict", "--workdir", "{run}", "--show", "{file}",
+                                    "{zero_png}"], 2,
+         ("--show {file}", "is a file", "name a folder"), watch="{file}", setup=_no_model_load,
+         not_says=("File exists", "permissions")),
+    Case("predict_show_under_a_file", ["predict", "--workdir", "{run}", "--show",
+                                       "{file}/seen", "{zero_png}"], 2,
+         ("cannot be created under a file", "{file} is a file"), watch="{file}",
+         setup=_no_model_load),
+    Case("predict_show_would_overwrite", ["predict", "--workdir", "{run}", "--show", "{shown}",
+                                          "{zero_png}"], 2,
+         ("already holds 0000_zero.png", "--force"), watch="{shown}", setup=_no_model_load),
+    Case("predict_json_exists", ["predict", "--workdir", "{run}", "--json", "{existing}",
+                                 "{zero_png}"], 2, ("--json {existing}", "already exists",
+                                                    "--force"),
+         watch="{existing}", setup=_no_model_load),
+    Case("predict_json_is_a_folder", ["predict", "--workdir", "{run}", "--json", "{empty}",
+                                      "{zero_png}"], 2, ("is a folder",), watch="{empty}",
+         setup=_no_model_load),
+    Case("predict_json_under_a_file", ["predict", "--workdir", "{run}", "--json",
+                                       "{file}/p.json", "{zero_png}"], 2,
+         ("cannot be created under a file",), watch="{file}", setup=_no_model_load),
+    Case("eval_json_exists", ["eval", "--workdir", "{run}", "--dataset", "synthetic", "--json",
+                              "{existing}"], 2, ("already exists", "--force"),
+         watch="{existing}", setup=_no_evaluation),
+    Case("eval_json_under_a_file", ["eval", "--workdir", "{run}", "--dataset", "synthetic",
+                                    "--json", "{file}/e.json"], 2,
+         ("cannot be created under a file",), watch="{file}", setup=_no_evaluation),
+    Case("data_preview_out_exists", ["data", "preview", "--dataset", "npz:{good_npz}", "--out",
+                                     "{existing}"], 2, ("already exists", "--force"),
+         watch="{existing}"),
+    Case("data_preview_out_is_a_folder", ["data", "preview", "--dataset", "npz:{good_npz}",
+                                          "--out", "{empty}"], 2, ("is a folder", "grid.png"),
+         watch="{empty}"),
+    # ---------------------------------------------------------------- advice that works
+    Case("eval_folder_bad_name", ["eval", "--workdir", "{run}", "--dataset", "folder:{euro}"],
+         1, ("\u20ac_1", "pass --skip_bad"), watch="{euro}",
+         not_says=("--config.data.skip_bad", "WORKDIR")),
+    Case("eval_folder_mixed_layout", ["eval", "--workdir", "{run}", "--dataset",
+                                      "folder:{mixed}"], 1, ("mixed layout", "--skip_bad"),
+         watch="{mixed}", not_says=("--config.data.skip_bad",)),
+    Case("data_preview_folder_bad_name", ["data", "preview", "--dataset", "folder:{euro}",
+                                          "--out", "{wd}.png"], 1,
+         ("\u20ac_1", "pass --config default --config.data.skip_bad=True"), watch="{euro}",
+         not_says=("WORKDIR",), absent="{wd}.png"),
+    # ---------------------------------------------------------------- train's own files
+    Case("train_config_json_unreadable", tr(wd="{bad_config_json}"), 1,
+         ("config.json", "cannot be read", "JSONDecodeError", "left as it is"),
+         watch="{bad_config_json}"),
+    Case("train_config_json_not_an_object", tr(wd="{list_config_json}"), 1,
+         ("config.json", "not an object", "move it away"), watch="{list_config_json}"),
+    Case("train_diverges", tr("--config.learning_rate=1e6"), 1,
+         ("epoch 1: train loss", "diverged", "not saved", "--config.learning_rate=1e+06",
+          "try 100000"), watch="{run}", absent="{wd}/checkpoints"),
 ]
 
 
@@ -366,7 +514,7 @@ def test_bad_input_is_one_clear_line(case, inputs, tmp_path, capsys, monkeypatch
     finally:
         held = getattr(sys.modules[__name__], "_held", None)
         if held is not None:
-            held.release()
+            (held.release if hasattr(held, "release") else held.close)()
             monkeypatch.delattr(sys.modules[__name__], "_held")
     assert "Traceback" not in err, err
     errors = [line for line in err.splitlines() if "error:" in line]
@@ -376,6 +524,10 @@ def test_bad_input_is_one_clear_line(case, inputs, tmp_path, capsys, monkeypatch
                            else "charjax: error:"), line
     for fragment in case.says:
         assert _fill(fragment, paths) in line, (fragment, line)
+    for fragment in case.not_says:
+        assert _fill(fragment, paths) not in err, (fragment, err)
+    if case.absent:
+        assert not os.path.lexists(_fill(case.absent, paths)), case.absent
     assert "\\\\" not in line, line  # a repr of a regex or path doubles its backslashes
     assert code == case.code, (code, line)
     assert after == before, "the workdir must hold exactly what it held before"
@@ -393,7 +545,7 @@ def test_the_corpus_is_large_enough():
 
 def test_help_prints_the_flags_of_each_command(capsys):
     for command, flag in (("train", "--workdir"), ("eval", "--split"), ("predict", "--top_k"),
-                          ("data", "--out")):
+                          ("serve", "--port"), ("export", "--force"), ("data", "--out")):
         capsys.readouterr()
         with pytest.raises(SystemExit) as exit_info:
             cli.run(["charjax", command, "--help"])
@@ -420,3 +572,141 @@ def test_real_processes_fail_in_one_line(tmp_path):
     helped = _charjax("eval", "--help")
     assert helped.returncode == 0 and "--vote" in helped.stdout
     assert not os.path.exists(tmp_path / "w")
+
+
+def test_every_command_helps_and_names_a_missing_flag_in_real_processes(trained_run):
+    """Run as `charjax` runs (one process each, forked from one that imported charjax once):
+    where a KeyError once printed a traceback, --help exits 0 and a missing flag is one line
+    with the command's usage, exit 2."""
+    from cli import assert_one_line_error, run_many
+
+    cases = {f"help-{c}": [c, "--help"] for c in cli.COMMANDS}
+    cases |= {
+        "serve-no-workdir": ["serve"],
+        "export-no-out": ["export", "--workdir", str(trained_run[0])],
+        "export-no-workdir": ["export", "--out", "/tmp/never-written.jaxexport"],
+        "eval-no-workdir": ["eval", "--dataset", "synthetic"],
+        "data-no-out": ["data", "preview", "--dataset", "synthetic"],
+    }
+    results = run_many(cases)
+    for command in cli.COMMANDS:
+        helped = results[f"help-{command}"]
+        assert helped.returncode == 0 and not helped.stderr, helped
+        assert helped.stdout.startswith(f"usage: charjax {command} "), helped.stdout
+    for name, flag in (("serve-no-workdir", "--workdir"), ("export-no-out", "--out"),
+                       ("export-no-workdir", "--workdir"), ("eval-no-workdir", "--workdir"),
+                       ("data-no-out", "--out")):
+        result = results[name]
+        assert result.returncode == 2, (name, result)
+        command = name.split("-")[0]
+        assert_one_line_error(result, f"charjax {command}: error: {flag} is required",
+                              f"usage: charjax {command} ")
+    assert not os.path.exists("/tmp/never-written.jaxexport")
+
+
+def test_os_errors_read_in_plain_words(tmp_path):
+    from charjax import files
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    cases = [
+        (FileExistsError(17, "File exists", str(a_file)), "is a file already, not a folder"),
+        (NotADirectoryError(20, "Not a directory", str(a_file / "sub")),
+         f"cannot be created under a file ({a_file} is a file)"),
+        (IsADirectoryError(21, "Is a directory", str(tmp_path)), "is a folder, not a file"),
+        (PermissionError(13, "Permission denied", "/root/x"), "permission denied"),
+        (OSError(28, "No space left on device", "/x"), "no space left"),
+    ]
+    for error, words in cases:
+        line = files.describe_os_error(error)
+        assert words in line and "check the disk" not in line, line
+        assert line.startswith(str(error.filename)), line
+
+
+def _history(*epochs):
+    """Epoch records: (train_loss, val_accuracy) per epoch."""
+    return [{"epoch": i + 1, "train_loss": loss, "train_accuracy": 0.0, "val_loss": loss,
+             "val_accuracy": acc, "seconds": 1.0} for i, (loss, acc) in enumerate(epochs)]
+
+
+def test_the_divergence_rule_stops_bad_runs_and_never_a_healthy_one(trained_run):
+    from charjax import validation
+    from charjax.errors import DivergedError
+
+    labels = np.repeat(np.arange(62), 2)  # 124 validation images: chance 1/62
+    config = tiny_config(num_epochs=3)
+    healthy = trained_run[1]["epochs"]  # the shared tiny run, 2 epochs
+    for n in range(1, len(healthy) + 1):
+        validation.check_progress(healthy[:n], tiny_config(num_epochs=len(healthy)), labels)
+    slow = _history((4.20, 0.016), (4.05, 0.016), (3.95, 0.03))  # loss falls: learning
+    for n in range(1, 4):
+        validation.check_progress(slow[:n], config, labels)
+    with pytest.raises(DivergedError, match="epoch 1: train loss 1.5e\\+31 is over 10x"):
+        validation.check_progress(_history((1.5e31, 0.016)), config, labels)
+    with pytest.raises(DivergedError, match="grew to over 10x the first epoch's 1.3"):
+        validation.check_progress(_history((1.3, 0.5), (14.0, 0.2)), config, labels)
+    validation.check_progress(_history((0.05, 0.9), (0.4, 0.9)), config, labels)  # below 4.13
+    stuck = _history((4.13, 0.016), (4.13, 0.024), (4.14, 0.016))
+    validation.check_progress(stuck[:2], config, labels)  # not the last epoch yet
+    with pytest.raises(DivergedError, match="epochs 1-3: validation accuracy never rose above "
+                                            "chance"):
+        validation.check_progress(stuck, config, labels)
+    validation.check_progress(stuck[:1], tiny_config(num_epochs=1), labels)  # one epoch: no rule
+    chance, bound = validation.chance_accuracy_bound(labels)
+    assert chance == pytest.approx(1 / 62) and chance < bound < 0.06
+
+
+def test_blank_and_noise_are_answered_with_a_warning_by_eval_and_predict(
+        trained_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    rng = np.random.default_rng(0)
+    images = np.zeros((62, 48, 48), np.uint8)  # the model's size: no resampling smooths noise
+    images[:, 12:36, 12:36] = [glyph(s) for s in range(62)]
+    images[:3] = 0  # blank
+    images[3:7] = rng.integers(0, 256, (4, 48, 48))  # noise
+    data = tmp_path / "odd.npz"
+    np.savez(data, images=images, labels=np.arange(62))
+    code, err = run_cli(["eval", "--workdir", str(trained_run[0]), "--dataset", f"npz:{data}"],
+                        capsys)
+    assert code == 0, err
+    assert "charjax eval: warning: of 62 images, 3 blank and 4 look like noise" in err, err
+    noise = tmp_path / "noise.png"
+    Image.fromarray(rng.integers(0, 256, (64, 64)).astype(np.uint8)).save(noise)
+    code, err = run_cli(["predict", "--workdir", str(trained_run[0]), str(noise)], capsys)
+    assert code == 0 and "Traceback" not in err
+    assert f"charjax predict: warning: {noise}: looks like noise" in err, err
+
+
+def test_a_missing_best_checkpoint_is_named_not_silently_replaced(trained_run, tmp_path, capsys,
+                                                                   monkeypatch):
+    monkeypatch.chdir(ROOT)
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0], run)
+    best = trained_run[1]["best_epoch"]
+    shutil.rmtree(run / "checkpoints" / str(best))
+    left = sorted(int(n) for n in os.listdir(run / "checkpoints") if n.isdigit())
+    assert left, "the tiny run keeps two epochs"
+    code, err = run_cli(["eval", "--workdir", str(run), "--dataset", "synthetic"], capsys)
+    assert code == 0, err
+    assert f"the checkpoint of the best epoch ({best}) is missing; using epoch {left[-1]}" in err
+    code, err = run_cli(["predict", "--workdir", str(run), str(ROOT + "/benchmarks/figures/"
+                                                                   "serve.png")], capsys)
+    assert code == 0 and f"best epoch ({best}) is missing" in err, err
+
+
+def test_force_overwrites_what_the_refusal_protected(trained_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    image = tmp_path / "g.png"
+    Image.fromarray(glyph(1)).save(image)
+    out, shown = tmp_path / "answers.json", tmp_path / "seen"
+    out.write_text("mine")
+    shown.mkdir()
+    (shown / "0000_g.png").write_text("mine")
+    argv = ["predict", "--workdir", str(trained_run[0]), "--json", str(out), "--show",
+            str(shown), str(image)]
+    code, err = run_cli(argv, capsys)
+    assert code == 2 and out.read_text() == "mine" and (shown / "0000_g.png").read_text() == "mine"
+    code, err = run_cli([*argv[:-1], "--force", str(image)], capsys)
+    assert code == 0, err
+    assert out.read_text().startswith("[") and Image.open(shown / "0000_g.png").size == (48, 48)
+    assert sorted(os.listdir(tmp_path)) == ["answers.json", "g.png", "seen"]  # no temp files

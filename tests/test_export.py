@@ -47,6 +47,24 @@ def test_jax_export_reloads_in_a_fresh_process_with_the_same_logits(trained_run,
         np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want[:n], atol=1e-5, rtol=0)
 
 
+def test_an_existing_export_is_replaced_only_with_force(trained_run, tmp_path):
+    from cli import assert_one_line_error, run_many
+
+    out = tmp_path / "model.jaxexport"
+    out.write_bytes(b"an earlier export")
+    (tmp_path / "model.jaxexport.json").write_text("{}")
+    argv = ["export", "--workdir", str(trained_run[0]), "--out", str(out)]
+    results = run_many({"refused": argv, "forced": [*argv, "--force"]})
+    assert_one_line_error(results["refused"], f"--out {out}: already exists", "--force")
+    assert results["refused"].returncode == 2
+    forced = results["forced"]
+    assert forced.returncode == 0, forced.stderr
+    assert out.read_bytes() != b"an earlier export"
+    assert json.loads((tmp_path / "model.jaxexport.json").read_text())["format"] == "jaxexport"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.jaxexport",
+                                                         "model.jaxexport.json"]
+
+
 def test_onnx_export_matches_onnxruntime(inputs, tmp_path):
     pytest.importorskip("jax2onnx", reason="ONNX export is optional: pip install -e '.[onnx]'")
     ort = pytest.importorskip("onnxruntime", reason="pip install -e '.[onnx]'")

@@ -1,8 +1,12 @@
 """The Python API and `charjax predict`: any image in, the framing of the run, bad files apart."""
 
+import importlib.util
 import json
+import os
+import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -10,8 +14,9 @@ from conftest import ROOT
 from PIL import Image
 
 import charjax
-from charjax import charset, checkpoints, evaluate, framing
-from charjax.errors import DataError
+from charjax import charset, checkpoints, evaluate, framing, inputs
+from charjax.datasets import synthetic
+from charjax.errors import CheckpointError, DataError, InputWarning
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +112,104 @@ def test_predict_command_json_show_and_exit_status(rec, trained_run, tmp_path):
     assert [p.name for p in seen] == ["0000_good.png"]
     np.testing.assert_array_equal(np.asarray(Image.open(seen[0])),
                                   rec.prepare(str(good)).pixels[..., 0])
+
+
+def test_one_rule_for_arrays_and_out_of_range_is_an_error(rec):
+    glyph, char = _glyph(rec)
+    same = [glyph, glyph.astype(np.int64), glyph.astype(np.float64) / 255, glyph > 127]
+    assert {top[0][0] for top in rec.predict(same)} == {char}
+    cases = [
+        (glyph.astype(np.float32), "float pixels must be in 0..1, got 0..255"),  # not rescaled
+        (-glyph.astype(np.float32) / 255, "float pixels must be in 0..1"),
+        (glyph.astype(np.int32) * 2, "integer pixels must be in 0..255"),  # not clipped
+        (glyph.astype(np.int16) - 1, "integer pixels must be in 0..255, got -1"),
+        (np.full((20, 20), np.nan), "NaN or infinite"),
+        (np.zeros((1, 20, 20, 5)), "[H, W] or [H, W, 1|2|3|4]"),  # a batch of one
+    ]
+    for array, words in cases:
+        with pytest.raises(DataError, match=words.replace("[", r"\[").replace("|", r"\|")):
+            rec.predict(array)
+        (result,) = rec.recognize(array)
+        assert words in result.error and not result.top  # reported, not answered
+
+
+def test_what_is_not_an_image_is_a_type_error_saying_what_to_pass(rec, tmp_path):
+    glyph, _ = _glyph(rec)
+    path = tmp_path / "g.png"
+    Image.fromarray(glyph).save(path)
+    for bad, words in ((path.read_bytes(), "got bytes: pass a path, an array or a PIL image"),
+                       (None, "got None"),
+                       ([[0, 255], [255, 0]], "nested list"),
+                       ([glyph, None], "image 1: got None"),
+                       ({"pixels": glyph}, "got dict"),
+                       (np.array([["a", "b"]]), "must hold numbers")):
+        with pytest.raises(TypeError, match=words):
+            rec.predict(bad)
+        with pytest.raises(TypeError, match=words):
+            rec.recognize(bad)
+
+
+def test_blank_and_noise_are_answered_with_a_warning_in_every_api(rec):
+    glyph, _ = _glyph(rec)
+    noise = np.random.default_rng(0).integers(0, 256, (48, 48)).astype(np.uint8)
+    blank = np.zeros((30, 30), np.float32)
+    results = rec.recognize([glyph, blank, noise])
+    assert results[0].warning is None
+    assert "blank" in results[1].warning and "noise" in results[2].warning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        answers = rec.predict([glyph, blank, noise])
+    assert len(answers) == 3 and all(len(top) == 3 for top in answers)  # still answered
+    said = [str(w.message) for w in caught if issubclass(w.category, InputWarning)]
+    assert len(said) == 2 and said[0].startswith("image 1: blank") and "noise" in said[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rec.predict(glyph)  # a character: no warning
+
+
+_spec = importlib.util.spec_from_file_location(
+    "drawn_glyphs", os.path.join(ROOT, "benchmarks", "drawn_glyphs.py"))
+drawn = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(drawn)
+
+
+def test_noise_is_told_from_characters_with_a_margin(cache_dir):
+    """The calibration of `inputs.is_noise`: no character the generator draws (both framings)
+    or a pen draws (any size, 1 to 14 pixel pens) is noise; random pixels of every kind are."""
+    characters = [*synthetic.load(620, 0, framing="fit", cache_dir=cache_dir).images[..., 0],
+                  *synthetic.load(310, 1, framing="line", cache_dir=cache_dir).images[..., 0]]
+    characters += [drawn.render(c, 280, size, pen) for c in drawn.CHARACTERS[::3]
+                   for size in drawn.SIZES for pen in drawn.PENS]
+    characters += [drawn.render(c, 60, 0.5, 1.0) for c in drawn.CHARACTERS]  # thinnest pen
+    ink = [framing.ink_image(inputs._small(c))[0] for c in characters]
+    lowest = min(inputs.neighbour_correlation(x) for x in ink)
+    assert lowest > 1.4 * inputs.NOISE_CORRELATION, lowest
+    rng = np.random.default_rng(0)
+    noise = []
+    for size in (28, 48, 280, 1000):
+        noise.append(rng.integers(0, 256, (size, size)).astype(np.uint8))
+        noise.append(rng.random((size, size)))
+        noise.append(np.clip(rng.normal(0.5, 0.15, (size, size)), 0, 1))
+        noise += [(rng.random((size, size)) < density) for density in (0.01, 0.1, 0.5)]
+    assert all(inputs.is_noise(inputs.check_array(x)) for x in noise)
+    highest = max(inputs.neighbour_correlation(framing.ink_image(inputs._small(x))[0])
+                  for x in noise)
+    assert highest < 0.75 * inputs.NOISE_CORRELATION, highest
+
+
+def test_a_step_that_is_not_there_is_named_not_called_damaged(trained_run, tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint of epoch 999; it holds epochs 1, 2"):
+        charjax.Recognizer.load(trained_run[0], step=999)
+    assert charjax.Recognizer.load(trained_run[0], step=1).config.model.name == "tutorial"
+
+
+def test_loading_a_run_whose_best_checkpoint_is_gone_names_the_epoch_used(
+        trained_run, tmp_path, caplog):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0], run)
+    best = trained_run[1]["best_epoch"]
+    shutil.rmtree(run / "checkpoints" / str(best))
+    with caplog.at_level("WARNING", logger="charjax"):
+        charjax.Recognizer.load(run)
+    assert any(f"best epoch ({best}) is missing; using epoch" in r.getMessage()
+               for r in caplog.records), caplog.text

@@ -9,6 +9,15 @@
 Built on Starlette, run by uvicorn; see `charjax.serve.app` for the limits and errors.
 """
 
-from charjax.serve.app import MAX_BODY_BYTES, create_app, run_server
+from charjax.serve.app import (
+    MAX_BODY_BYTES,
+    Limits,
+    RequestInput,
+    Stopped,
+    create_app,
+    read_input,
+    run_server,
+)
 
-__all__ = ["MAX_BODY_BYTES", "create_app", "run_server"]
+__all__ = ["MAX_BODY_BYTES", "Limits", "RequestInput", "Stopped", "create_app", "read_input",
+           "run_server"]

@@ -29,9 +29,10 @@ from starlette.routing import Route
 from charjax import charset, files, recognizer
 
 
-def routes(rec: recognizer.Recognizer, max_body_bytes: int, app: Any) -> list[Route]:
+def routes(rec: recognizer.Recognizer, limits: Any, decoded: Any, app: Any) -> list[Route]:
     """The reading routes around one Recognizer, mounted by charjax.serve.app, which passes
-    itself as `app` (its request parsing and errors); corrections go to the run's folder
+    its request limits, its `decoded` (decode in a bounded slot, answer as JSON) and itself
+    as `app` (its request parsing and errors); corrections go to the run's folder
     (`rec.workdir`), and are refused when it has none."""
 
     page = resources.files("charjax.serve").joinpath("static", "read.html").read_text("utf-8")
@@ -40,24 +41,25 @@ def routes(rec: recognizer.Recognizer, max_body_bytes: int, app: Any) -> list[Ro
         return HTMLResponse(page)
 
     async def correct(request: Request) -> Response:
-        try:
-            body = await app._read_body(request, max_body_bytes)
-            return JSONResponse(await run_in_threadpool(_save_correction, rec, body, app))
-        except app.BadRequest as e:
-            return app._error(e.status, str(e))
+        body = await app._read_body(request, limits.body_bytes)
+        return JSONResponse(await run_in_threadpool(_save_correction, rec, body, app))
 
     async def read(request: Request) -> Response:
-        try:
-            top_k = app._top_k(request.query_params.get("top_k") or 3)
-            image, top_k = await app._read_image(request, max_body_bytes, top_k)
-            return JSONResponse(await run_in_threadpool(_answer, rec, image, top_k, app))
-        except app.BadRequest as e:
-            return app._error(e.status, str(e))
+        query = request.query_params.get("top_k")
+        top_k = 3 if query is None else app._top_k(query, text=True)
+        sent = await app.read_input(request, limits, fields=("top_k",))
+
+        def respond(image: Any, fields: dict[str, Any]) -> dict[str, Any]:
+            k = app._top_k(fields["top_k"], text=sent.kind == "file") if "top_k" in fields \
+                else top_k
+            return _answer(rec, image, k, app)
+
+        return await decoded(sent, respond)
 
     return [
-        Route("/read", read_page, methods=["GET"]),
-        Route("/read", read, methods=["POST"]),
-        Route("/correct", correct, methods=["POST"]),
+        Route("/read", app._endpoint(read_page), methods=["GET"]),
+        Route("/read", app._endpoint(read), methods=["POST"]),
+        Route("/correct", app._endpoint(correct), methods=["POST"]),
     ]
 
 
