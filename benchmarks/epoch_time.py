@@ -110,9 +110,9 @@ def charjax_epoch(precision: str, overrides: list[str], warm_epochs: int) -> dic
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "images": len(images), "augment": True,
             "batch_size": config.batch_size, "train_accuracy": metrics["accuracy"],
-            "detail": f"{jax.default_backend()}, impl {models.resolve_impl('auto')}"
-                      + (f" ({kernels.status().detail})" if jax.default_backend() == "cpu"
-                         else "")}
+            "detail": f"impl {models.resolve_impl('auto')} ({kernels.status().detail})"
+                      if jax.default_backend() == "cpu" else
+                      f"{jax.default_backend()}, impl {models.resolve_impl('auto')}"}
 
 
 def keras_epoch(precision: str, overrides: list[str], warm_epochs: int) -> dict:
@@ -234,8 +234,9 @@ def main() -> None:
                     print(f"  run {rep + 1}: {framework:9s} {precision:8s} failed: "
                           f"{str(err)[-300:]}", flush=True)
                     continue
-                print(f"  run {rep + 1}: {framework:9s} {precision:8s} {r['seconds']:7.3f} s "
-                      f"({r['detail']})", flush=True)
+                width, digits = (9, 3) if args.device == "gpu" else (8, 1)
+                print(f"  run {rep + 1}: {framework:{width}s} {precision:8s} "
+                      f"{r['seconds']:{digits + 5}.{digits}f} s ({r['detail']})", flush=True)
                 key = (framework, precision)
                 if key not in best or r["seconds"] < best[key]["seconds"]:
                     best[key] = r

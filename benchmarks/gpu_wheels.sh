@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Wheels for an offline GPU host (Python 3.12, x86-64) that has JAX, PyTorch, flax, optax,
 # orbax, numpy, pytest and xdist but not the packages below: charjax's remaining
-# dependencies, httpx2 for the serving tests, and Keras 3 (with its two missing
-# dependencies) for the Keras-on-JAX rows. Run where pip reaches a registry:
+# dependencies, httpx2 (with httpcore2 and truststore) for the serving tests, and Keras 3
+# (with its two missing dependencies) for the Keras-on-JAX rows. Run where pip reaches a
+# registry:
 #
 #   bash benchmarks/gpu_wheels.sh          # into .whl/ (git-ignored), ~3 MB
 #
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 PACKAGES=(
   ml-collections tensorboardX hershey-fonts starlette uvicorn python-multipart
-  importlib_resources httpx2
+  importlib_resources httpx2 httpcore2 truststore
   keras namex optree
 )
 mkdir -p .whl
