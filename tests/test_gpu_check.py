@@ -105,3 +105,36 @@ def test_targets_pass_and_fail_against_the_goals():
     # no data is neither a pass nor a failure
     empty = {t["target"]: t["pass"] for t in gpu_check.targets({}, "gpu")}
     assert set(empty.values()) == {None}
+
+
+def test_gpu_step_plan_puts_the_target_rows_first_and_variants_last():
+    import argparse
+    import importlib.util
+
+    import step_time_gpu
+
+    args = argparse.Namespace(batch_sizes="128,2048", precision="all",
+                              frameworks="torch,charjax", variants="charjax+fast")
+    jobs = step_time_gpu.plan(args)
+    names = [name for name, _, _ in jobs]
+    want = ["charjax", "charjax"]
+    if importlib.util.find_spec("torch") is not None:
+        want += ["torch", "torch"]
+    assert names == want + ["charjax+fast", "charjax+fast"]
+    assert jobs[0] == ("charjax", "float32", [128, 2048])
+    assert jobs[-1] == ("charjax+fast", "bf16", [2048])  # a variant keeps its own batches
+    args.frameworks = "mxnet"
+    with pytest.raises(SystemExit, match="unknown framework"):
+        step_time_gpu.plan(args)
+
+
+def test_gpu_step_table_compares_each_row_with_keras_and_torch_compile():
+    import step_time_gpu
+
+    rows = [dict(_step("charjax", "bf16", 2048, 2.0), images_per_s=1.0, first_step_s=20.0),
+            dict(_step("keras-jax", "bf16", 2048, 3.0), images_per_s=1.0, first_step_s=9.0),
+            dict(_step("torch-compile", "bf16", 2048, 2.5), images_per_s=1.0,
+                 first_step_s=30.0)]
+    table = step_time_gpu.table(rows)
+    assert table[0].startswith("| framework | precision | batch |")
+    assert "| charjax | bf16 | 2048 | 2.000 | 1 | 1.50x | 1.25x | 20.0 |" in table
