@@ -152,8 +152,6 @@ def _run(framework: str, precision: str, args, deadline: float) -> dict:
                KERAS_BACKEND="jax" if framework == "keras-jax" else "tensorflow")
     if args.device == "cpu":
         env["JAX_PLATFORMS"] = "cpu"
-    else:
-        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, precision,
            "--warm-epochs", str(args.warm_epochs)]
     for item in args.override:

@@ -392,10 +392,13 @@ def main() -> None:
     log = Log(os.path.join(args.out, "gpu_check.log"))
     python = args.python
     env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
-    if args.mode == "gpu":
-        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
-    else:
+    # Several processes share the GPU in the step part (workers side by side) and the
+    # suite (xdist workers): there each takes memory as it needs it, instead of JAX's
+    # default 75 % of the card. The default runs and the epoch run alone, as a user's would.
+    shared_gpu = dict(env, XLA_PYTHON_CLIENT_PREALLOCATE="false")
+    if args.mode != "gpu":
         env.update(JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
+        shared_gpu = env
     if args.mode == "smoke":
         env["CHARJAX_KERNELS"] = "off"  # XLA's path: no C++ build into the empty cache
 
@@ -432,8 +435,8 @@ def main() -> None:
         "steps": lambda t: json_part(
             [python, os.path.join(HERE, "step_time.py"), *mode["steps"],
              "--budget-s", f"{max(t - 10, 1):.0f}"],
-            os.path.join(scratch, "steps.json"), t, log, env),
-        "suite": lambda t: suite(python, mode["suite"], t, log, env),
+            os.path.join(scratch, "steps.json"), t, log, shared_gpu),
+        "suite": lambda t: suite(python, mode["suite"], t, log, shared_gpu),
     }
     titles = {"default_cold": "default run, cold (empty cache, data generated)",
               "default_warm": "default run, warm (same cache, new workdir)",

@@ -49,7 +49,6 @@ out=${dir:-${OUT:-benchmarks/gpu_check}}
 mkdir -p "$out" || exit 1
 
 if [ "$mode" = gpu ]; then
-  export XLA_PYTHON_CLIENT_PREALLOCATE=false
   if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
     echo "installing .whl/ into /tmp/site, then charjax (editable, no dependencies)"
     "$PYTHON" -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl \
@@ -66,7 +65,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 if command -v nvidia-smi >/dev/null; then smi=$(nvidia-smi -L 2>&1); else smi="no nvidia-smi"; fi
 echo "$smi"
 # on a GPU, the devices JAX sees (one short process); on the CPU, only the version
-host=$("$PYTHON" - "$smi" "$mode" <<'EOF'
+host=$(XLA_PYTHON_CLIENT_PREALLOCATE=false "$PYTHON" - "$smi" "$mode" <<'EOF'
 import json, platform, sys
 from importlib import metadata
 info = {"nvidia_smi": sys.argv[1].strip(), "python": platform.python_version()}
