@@ -38,14 +38,16 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FRAMEWORKS = ("charjax", "keras", "torch")
-MODULES = {"charjax": "jax", "charjax-xla": "jax", "charjax-flax": "jax",
+MODULES = {"charjax": "jax", "charjax-xla": "jax", "charjax-flax": "jax", "charjax-1t": "jax",
            "keras": "tensorflow", "torch": "torch"}
 # charjax: model.impl='auto' (oneDNN kernels where they load); -xla: XLA's fast path;
-# -flax: plain Flax layers
-CHARJAX_IMPLS = {"charjax": "auto", "charjax-xla": "fast", "charjax-flax": "flax"}
+# -flax: plain Flax layers; -1t: 'auto' with the oneDNN blocks on one thread below batch
+# 64 (the policy before they took both threads from batch 16), to measure the two
+CHARJAX_IMPLS = {"charjax": "auto", "charjax-xla": "fast", "charjax-flax": "flax",
+                 "charjax-1t": "auto"}
 PRECISIONS = {"charjax": ("float32", "bf16"), "charjax-xla": ("float32", "bf16"),
-              "charjax-flax": ("float32", "bf16"), "keras": ("float32", "bf16"),
-              "torch": ("float32",)}
+              "charjax-flax": ("float32", "bf16"), "charjax-1t": ("float32", "bf16"),
+              "keras": ("float32", "bf16"), "torch": ("float32",)}
 
 
 def random_batch(batch_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -172,6 +174,14 @@ def worker(framework: str, precision: str, batch_size: int, warmup: int, steps: 
     if framework.startswith("charjax"):
         keep_torch_out()
         step, versions = charjax_step(batch_size, precision, CHARJAX_IMPLS[framework])
+        if framework == "charjax-1t":
+            from charjax import kernels
+
+            if not kernels.available():
+                raise RuntimeError(f"charjax-1t needs the oneDNN kernels: "
+                                   f"{kernels.status().detail}")
+            kernels._registered.charjax_onednn_set_small_batch(64)
+            versions["kernels"] += "; one thread below batch 64"
     elif framework == "keras":
         step, versions = keras_step(batch_size, precision)
     else:

@@ -32,7 +32,6 @@ import importlib.util
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import tempfile
@@ -286,9 +285,9 @@ class Worker:
                precision, ",".join(map(str, batches)), "--warmup", str(args.warmup),
                "--steps", str(args.steps)]
         self.stderr = tempfile.TemporaryFile("w+")
+        # in the driver's process group: a Ctrl-C, or gpu_check's limit, reaches them all
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, text=True, env=env,
-                                     start_new_session=True)
+                                     stderr=self.stderr, text=True, env=env)
         self.lines: queue.Queue = queue.Queue()
         self.built: dict[int, dict] = {}
         self.errors: dict[int, str] = {}
@@ -341,10 +340,7 @@ class Worker:
             except (OSError, subprocess.TimeoutExpired):
                 pass
         if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            self.proc.kill()
             self.proc.wait()
 
 
@@ -386,7 +382,17 @@ def worker_env(name: str) -> dict:
 
 def run(args) -> dict:
     """Prepares the workers (`args.jobs` at a time), then times them in turn; returns
-    {'results': [...], 'failures': [...], 'versions': {...}} and prints the table."""
+    {'results': [...], 'failures': [...], 'versions': {...}} and prints the table. No
+    worker outlives it, whatever stops it."""
+    started: list[Worker] = []
+    try:
+        return _run(args, started)
+    finally:
+        for w in started:
+            w.stop(graceful=False)
+
+
+def _run(args, started: list[Worker]) -> dict:
     t0 = time.time()
     deadline = t0 + args.budget_s if args.budget_s else float("inf")
     # time kept back for the timed rounds: every worker's steps, a few seconds each
@@ -394,7 +400,7 @@ def run(args) -> dict:
     jobs = plan(args)
     print(f"GPU step times: {len(jobs)} workers, {args.jobs} compiling at a time, "
           f"budget {args.budget_s or 'none'} s", flush=True)
-    pending, preparing, ready, started, failures = list(jobs), [], [], [], []
+    pending, preparing, ready, failures = list(jobs), [], [], []
     while pending or preparing:
         while pending and len(preparing) < args.jobs and time.time() < deadline - reserve:
             name, prec, batches = pending.pop(0)
