@@ -17,6 +17,10 @@ line says which), `charjax-xla` XLA's own fast path, `charjax-flax` plain Flax l
 Precisions: float32 everywhere; bf16 means
 charjax `precision='bf16'` (bf16 compute, float32 master weights), Keras'
 `mixed_bfloat16` policy; PyTorch runs float32 only.
+
+`--device gpu` (the default where JAX sees a GPU) times charjax against Keras 3 on its
+JAX backend and PyTorch eager and compiled, on the GPU: see benchmarks/step_time_gpu.py.
+`--device cpu` is everything above (JAX kept on the CPU even where a GPU is present).
 """
 
 from __future__ import annotations
@@ -34,14 +38,16 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FRAMEWORKS = ("charjax", "keras", "torch")
-MODULES = {"charjax": "jax", "charjax-xla": "jax", "charjax-flax": "jax",
+MODULES = {"charjax": "jax", "charjax-xla": "jax", "charjax-flax": "jax", "charjax-1t": "jax",
            "keras": "tensorflow", "torch": "torch"}
 # charjax: model.impl='auto' (oneDNN kernels where they load); -xla: XLA's fast path;
-# -flax: plain Flax layers
-CHARJAX_IMPLS = {"charjax": "auto", "charjax-xla": "fast", "charjax-flax": "flax"}
+# -flax: plain Flax layers; -1t: 'auto' with the oneDNN blocks on one thread below batch
+# 64 (the policy before they took both threads from batch 16), to measure the two
+CHARJAX_IMPLS = {"charjax": "auto", "charjax-xla": "fast", "charjax-flax": "flax",
+                 "charjax-1t": "auto"}
 PRECISIONS = {"charjax": ("float32", "bf16"), "charjax-xla": ("float32", "bf16"),
-              "charjax-flax": ("float32", "bf16"), "keras": ("float32", "bf16"),
-              "torch": ("float32",)}
+              "charjax-flax": ("float32", "bf16"), "charjax-1t": ("float32", "bf16"),
+              "keras": ("float32", "bf16"), "torch": ("float32",)}
 
 
 def random_batch(batch_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -66,6 +72,12 @@ def timed(step, warmup: int, steps: int) -> tuple[list[float], list[float]]:
 
 
 # --- workers: each builds one framework's train step and returns (step, versions) ---
+
+
+def keep_torch_out() -> None:
+    """Makes `import torch` fail in this (charjax) process: tensorboardX, which charjax
+    imports, would otherwise load PyTorch, its thread pools and its seconds of start-up."""
+    sys.modules.setdefault("torch", None)
 
 
 def charjax_step(batch_size: int, precision: str, impl: str = "auto"):
@@ -160,7 +172,16 @@ def worker(framework: str, precision: str, batch_size: int, warmup: int, steps: 
     if os.environ.get("STEP_TIME_ONE_CORE"):
         os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
     if framework.startswith("charjax"):
+        keep_torch_out()
         step, versions = charjax_step(batch_size, precision, CHARJAX_IMPLS[framework])
+        if framework == "charjax-1t":
+            from charjax import kernels
+
+            if not kernels.available():
+                raise RuntimeError(f"charjax-1t needs the oneDNN kernels: "
+                                   f"{kernels.status().detail}")
+            kernels._registered.charjax_onednn_set_small_batch(64)
+            versions["kernels"] += "; one thread below batch 64"
     elif framework == "keras":
         step, versions = keras_step(batch_size, precision)
     else:
@@ -197,7 +218,8 @@ def run_worker(args, framework: str, precision: str, batch_size: int,
                one_core: bool) -> dict | None:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, precision,
            str(batch_size), "--warmup", str(args.warmup), "--steps", str(args.steps)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
+               JAX_PLATFORMS="cpu")
     if one_core:
         env["STEP_TIME_ONE_CORE"] = "1"
         flags = env.get("XLA_FLAGS", "")
@@ -209,17 +231,47 @@ def run_worker(args, framework: str, precision: str, batch_size: int,
     raise SystemExit(f"{framework}/{precision}/B={batch_size} failed:\n{proc.stderr[-3000:]}")
 
 
+def detect_device() -> str:
+    """'gpu' if JAX in a fresh process (no memory preallocated) sees a GPU, else 'cpu'."""
+    code = "import jax; print(jax.default_backend())"
+    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false", TF_CPP_MIN_LOG_LEVEL="2")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env, timeout=120)
+    except subprocess.TimeoutExpired:
+        return "cpu"
+    lines = proc.stdout.split()
+    return "gpu" if lines and lines[-1] in ("gpu", "cuda", "rocm") else "cpu"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--precision", choices=("float32", "bf16", "all"), default="float32")
-    parser.add_argument("--batch-sizes", default="32,128,512")
+    parser.add_argument("--device", choices=("cpu", "gpu"),
+                        help="where to time (default: a GPU if JAX sees one, else the CPU)")
+    parser.add_argument("--precision", choices=("float32", "bf16", "all"),
+                        help="default: float32 on the CPU, all on a GPU")
+    parser.add_argument("--batch-sizes", help="default: 32,128,512 on the CPU, "
+                        "128,512,2048 on a GPU")
     parser.add_argument("--bf16-batch-sizes",
-                        help="batch sizes of the bf16 runs (default: --batch-sizes)")
-    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
-                        help="comma list of " + ", ".join(MODULES))
+                        help="batch sizes of the bf16 runs (default: --batch-sizes; CPU only)")
+    parser.add_argument("--frameworks",
+                        help="comma list of " + ", ".join(MODULES) + " on the CPU (default "
+                        + ",".join(FRAMEWORKS) + "); charjax, keras-jax, torch, torch-compile "
+                        "on a GPU (default: all four)")
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, help="timed steps per run (default: 50 on the "
+                        "CPU, 100 on a GPU)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--variants", default="all",
+                        help="GPU only: charjax variants to add as rows, a comma list, "
+                             "'all' or 'none' (see step_time_gpu.VARIANTS)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="GPU only: workers compiling side by side (timing is always "
+                             "one at a time)")
+    parser.add_argument("--budget-s", type=float, default=0,
+                        help="seconds for the whole run (0: no limit): on a GPU, workers not "
+                             "built in time are reported and skipped; on the CPU, no run "
+                             "starts after it")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--tables", choices=("two-thread", "one-core", "both"),
                         default="two-thread",
@@ -230,13 +282,39 @@ def main() -> None:
     parser.add_argument("--one-core", action="store_true", help="same as --tables one-core")
     parser.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "PRECISION", "BATCH"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--gpu-worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
         framework, precision, batch = args.worker
-        result = worker(framework, precision, int(batch), args.warmup, args.steps)
+        result = worker(framework, precision, int(batch), args.warmup, args.steps or 50)
         print("RESULT " + json.dumps(result), flush=True)
         return
+    if args.gpu_worker:
+        import step_time_gpu
+
+        name, precision, batches = args.gpu_worker
+        step_time_gpu.worker(name, precision, [int(b) for b in batches.split(",")],
+                             args.warmup, args.steps or 100)
+        return
+    device = args.device or detect_device()
+    if device == "gpu":
+        import step_time_gpu
+
+        args.precision = args.precision or "all"
+        args.batch_sizes = args.batch_sizes or ",".join(map(str, step_time_gpu.GPU_BATCHES))
+        args.frameworks = args.frameworks or ",".join(step_time_gpu.GPU_FRAMEWORKS)
+        args.steps = args.steps or 100
+        out = step_time_gpu.run(args)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(out, f, indent=2)
+            print(f"\nwrote {args.json}")
+        return
+    args.precision = args.precision or "float32"
+    args.batch_sizes = args.batch_sizes or "32,128,512"
+    args.frameworks = args.frameworks or ",".join(FRAMEWORKS)
+    args.steps = args.steps or 50
 
     modes = {"two-thread": (False,), "one-core": (True,), "both": (False, True)}[
         "one-core" if args.one_core else args.tables]
@@ -247,6 +325,9 @@ def main() -> None:
     precisions = ("float32", "bf16") if args.precision == "all" else (args.precision,)
     frameworks = []
     for fw in args.frameworks.split(","):
+        if fw not in MODULES:
+            raise SystemExit(f"step_time: unknown framework {fw!r} on the CPU; choose from "
+                             + ", ".join(MODULES))
         if importlib.util.find_spec(MODULES[fw]) is None:
             print(f"skipping {fw}: {MODULES[fw]} is not installed in {sys.executable}")
             continue
@@ -265,6 +346,9 @@ def main() -> None:
                         continue
                     for fw in frameworks:
                         if prec not in PRECISIONS[fw]:
+                            continue
+                        if args.budget_s and time.time() - start > args.budget_s:
+                            print(f"  out of time (--budget-s): {fw} {prec} B={batch} not run")
                             continue
                         r = run_worker(args, fw, prec, batch, one_core)
                         runs.setdefault((one_core, fw, prec, batch), []).append(r)

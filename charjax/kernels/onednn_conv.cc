@@ -42,7 +42,16 @@ using Key = std::array<int64_t, 10>;
 // Threads per call: the machine's cores, or fewer when several XLA CPU devices run
 // their steps side by side (set from Python once, before the first call).
 int g_threads = 0;  // 0: OpenMP's default
-constexpr int64_t kSmallBatch = 64;
+// Threads per call below a batch size. A primitive run by a whole OpenMP team (Run,
+// the unfused convolutions) synchronises inside every call: measured at batch 32 on 2
+// cores, a 2-thread team made the whole step 19-21 ms instead of 13, so batches under
+// 64 run it on one thread. The fused blocks give each thread whole chunks of the batch,
+// the same chunks one thread would run, and meet once per call: at batch 32 the step
+// costs the same CPU time on two threads as on one (98 vs 97 ms on a loaded 2-core
+// Zen 1), so from batch 16 (kSmallBatchChunked) they take the whole team.
+constexpr int64_t kSmallBatchTeam = 64;
+constexpr int64_t kSmallBatchChunked = 16;
+int64_t g_small_batch = kSmallBatchChunked;  // settable for measurements
 
 struct Entry {
   dnnl::primitive prim;
@@ -156,9 +165,8 @@ ffi::Error Run(Op op, ffi::DataType type, Dims nhwc, Dims hwio,
   dt in;
   if (auto err = InputType(type, &in); err.failure()) return err;
   // The calling thread's OpenMP team size, for both building and running the primitive
-  // (oneDNN partitions the work by it). Small batches run on one thread: measured at
-  // batch 32 on 2 cores, a 2-thread team made the whole step 19-21 ms instead of 13.
-  if (g_threads > 0) omp_set_num_threads(nhwc[0] < kSmallBatch ? 1 : g_threads);
+  // (oneDNN partitions the work by it); one thread for small batches (kSmallBatchTeam).
+  if (g_threads > 0) omp_set_num_threads(nhwc[0] < kSmallBatchTeam ? 1 : g_threads);
   const Key key = {op,      static_cast<int64_t>(in), nhwc[0], nhwc[1], nhwc[2],
                    nhwc[3], hwio[0],                  hwio[1], hwio[3], omp_get_max_threads()};
   try {
@@ -286,7 +294,7 @@ ffi::Error MakeProblem(ffi::DataType type, Dims nhwc, Dims hwio, Problem* p,
   p->kh = hwio[0]; p->kw = hwio[1]; p->o = hwio[3];
   p->ho = p->h - p->kh + 1; p->wo = p->w - p->kw + 1;
   p->hp = p->ho / 2; p->wp = p->wo / 2;
-  p->threads = g_threads > 0 ? (p->n < kSmallBatch ? 1 : g_threads) : omp_get_max_threads();
+  p->threads = g_threads > 0 ? (p->n < g_small_batch ? 1 : g_threads) : omp_get_max_threads();
   const int64_t per_image = p->ho * p->wo * p->o * 4;
   const int64_t want = std::max<int64_t>(1, std::min<int64_t>(p->n, chunk_bytes / per_image));
   // a whole number of chunks per thread, as even as the batch allows
@@ -740,6 +748,12 @@ extern "C" void charjax_onednn_set_chunk_bytes(long forward, long backward) {
 }
 
 extern "C" void charjax_onednn_set_threads(int threads) { g_threads = threads; }
+
+// Fused blocks on batches below `batch` run on one thread (for measurements; <= 0: the
+// default, kSmallBatchChunked).
+extern "C" void charjax_onednn_set_small_batch(long batch) {
+  g_small_batch = batch > 0 ? batch : kSmallBatchChunked;
+}
 
 // oneDNN's version, for the run's log.
 extern "C" int charjax_onednn_version() {
