@@ -199,7 +199,7 @@ def _progress(total: int, framing: str) -> Any:
     from tqdm import tqdm
 
     desc = f"drawing {framing}-framed synthetic images"
-    if sys.stderr.isatty():
+    if sys.stderr is not None and sys.stderr.isatty():
         return tqdm(total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True)
     return tqdm(
         total=total, desc=desc, unit="img", file=_LogLines(), mininterval=_PROGRESS_S,
