@@ -158,7 +158,7 @@ def _generate(
     start = time.perf_counter()
     labels = _balanced_labels(num_images, seed)
     tasks = [(labels[i : i + chunk], seed, i, framing) for i in range(0, num_images, chunk)]
-    count = _worker_count(workers, len(tasks))
+    count = _worker_count(workers, len(tasks)) if here else parallel.count(workers, len(tasks))
     images = np.empty((num_images, _SIZE, _SIZE, 1), np.uint8)
 
     def setup() -> tuple:  # built here while the workers start; they receive it
