@@ -465,7 +465,8 @@ def _run(args, started: list[Worker]) -> dict:
             versions[w.name] = built["versions"]
             if not rs:
                 failures.append({"framework": w.name, "precision": w.precision,
-                                 "batch_size": batch, "error": "built but not timed in time"})
+                                 "batch_size": batch, "error": "built but not timed: out of "
+                                 "time, or the worker failed (see the output above)"})
                 continue
             best = min(r["median_step_ms"] for r in rs)
             results.append({"framework": w.name, "precision": w.precision, "batch_size": batch,

@@ -177,9 +177,10 @@ def _check_output_file(command: str, flag: str, path: str, force: bool = False,
     (which only --force may overwrite)."""
     from charjax import files
 
-    if create_folder and not os.path.lexists(os.path.dirname(os.path.abspath(path))):
-        problem = files.output_folder_problem(os.path.dirname(os.path.abspath(path)))
-        problem = problem and f"its folder {os.path.dirname(os.path.abspath(path))} {problem}"
+    folder = os.path.dirname(os.path.abspath(path))
+    if create_folder and not os.path.lexists(folder):  # export creates it
+        problem = files.output_folder_problem(folder)
+        problem = problem and f"its folder {folder} {problem}"
     else:
         problem = files.output_file_problem(path, force=force, example=example)
     if problem:

@@ -25,6 +25,7 @@ import os
 import pickle
 import queue
 import signal
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -97,31 +98,40 @@ def run(
     and those arguments must pickle. `here=False` leaves every task to started workers
     (unless they all die).
     """
-    if workers <= 1 or len(tasks) <= 1:
+    if workers <= 1 or len(tasks) <= 1 or multiprocessing.current_process().daemon:
+        # (A daemonic process, such as a pool's worker, may not start processes of its own.)
         for index, args in enumerate(tasks):
             yield index, fn(*args)
         return
     context = multiprocessing.get_context(START_METHOD)
     claimed = context.Value("q", 0)  # the next task nobody has taken
-    init_queue, results = context.Queue(), context.Queue()
+    results = context.Queue()
+    pipes = [context.Pipe(duplex=False) for _ in range(workers - 1 if here else workers)]
     started = [
         context.Process(
             target=_work,
-            args=(fn, tasks, initializer, init_queue, claimed, results),
+            args=(fn, tasks, initializer, receiver, claimed, results),
             name=f"charjax-worker-{i + 1}",
             daemon=True,
         )
-        for i in range(workers - 1 if here else workers)
+        for i, (receiver, _) in enumerate(pipes)
     ]
     done = [False] * len(tasks)
     launched: list[multiprocessing.process.BaseProcess] = []
+    senders: list[threading.Thread] = []
     try:
-        for process in started:
+        for process, (receiver, _) in zip(started, pipes, strict=True):
             process.start()
             launched.append(process)
+            receiver.close()  # the worker's end: a worker that dies then breaks the pipe
         payload = pickle.dumps(setup() if setup else (), protocol=pickle.HIGHEST_PROTOCOL)
-        for _ in started:
-            init_queue.put(payload)
+        # Sent from threads, so this process starts working while the workers still start.
+        senders = [
+            threading.Thread(target=_send, args=(sender, payload), daemon=True)
+            for _, sender in pipes
+        ]
+        for thread in senders:
+            thread.start()
         while here:
             index = _claim(claimed)
             if index >= len(tasks):
@@ -153,9 +163,19 @@ def run(
                 process.terminate()
         for process in launched:
             process.join()
-        for channel in (init_queue, results):
-            channel.close()
-            channel.cancel_join_thread()
+        for thread in senders:
+            thread.join()  # sent, or the pipe broke when its worker ended
+        results.close()
+        results.cancel_join_thread()
+
+
+def _send(sender: Any, payload: bytes) -> None:
+    try:
+        sender.send_bytes(payload)
+    except OSError:  # the worker ended before reading it (BrokenPipeError)
+        pass
+    finally:
+        sender.close()
 
 
 def _claim(claimed: Any) -> int:
@@ -183,7 +203,7 @@ def _work(
     fn: Callable[..., Any],
     tasks: Sequence[tuple],
     initializer: Callable[..., Any] | None,
-    init_queue: Any,
+    receiver: Any,
     claimed: Any,
     results: Any,
 ) -> None:
@@ -191,7 +211,8 @@ def _work(
     none is left."""
     # Ctrl-C reaches the whole process group: the parent stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    initargs = pickle.loads(init_queue.get())
+    initargs = pickle.loads(receiver.recv_bytes())
+    receiver.close()
     if initializer is not None:
         initializer(*initargs)
     while True:

@@ -574,36 +574,6 @@ def test_real_processes_fail_in_one_line(tmp_path):
     assert not os.path.exists(tmp_path / "w")
 
 
-def test_every_command_helps_and_names_a_missing_flag_in_real_processes(trained_run):
-    """Run as `charjax` runs (one process each, forked from one that imported charjax once):
-    where a KeyError once printed a traceback, --help exits 0 and a missing flag is one line
-    with the command's usage, exit 2."""
-    from cli import assert_one_line_error, run_many
-
-    cases = {f"help-{c}": [c, "--help"] for c in cli.COMMANDS}
-    cases |= {
-        "serve-no-workdir": ["serve"],
-        "export-no-out": ["export", "--workdir", str(trained_run[0])],
-        "export-no-workdir": ["export", "--out", "/tmp/never-written.jaxexport"],
-        "eval-no-workdir": ["eval", "--dataset", "synthetic"],
-        "data-no-out": ["data", "preview", "--dataset", "synthetic"],
-    }
-    results = run_many(cases)
-    for command in cli.COMMANDS:
-        helped = results[f"help-{command}"]
-        assert helped.returncode == 0 and not helped.stderr, helped
-        assert helped.stdout.startswith(f"usage: charjax {command} "), helped.stdout
-    for name, flag in (("serve-no-workdir", "--workdir"), ("export-no-out", "--out"),
-                       ("export-no-workdir", "--workdir"), ("eval-no-workdir", "--workdir"),
-                       ("data-no-out", "--out")):
-        result = results[name]
-        assert result.returncode == 2, (name, result)
-        command = name.split("-")[0]
-        assert_one_line_error(result, f"charjax {command}: error: {flag} is required",
-                              f"usage: charjax {command} ")
-    assert not os.path.exists("/tmp/never-written.jaxexport")
-
-
 def test_os_errors_read_in_plain_words(tmp_path):
     from charjax import files
 

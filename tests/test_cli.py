@@ -10,7 +10,7 @@ import pytest
 from cli import assert_one_line_error, run_many
 from PIL import Image
 
-from charjax import charset, checkpoints, evaluate, framing
+from charjax import charset, checkpoints, cli, evaluate, framing
 
 BAD_OVERRIDES = {
     "typo": ("--config.batch_sze=64", ["batch_sze", 'Did you mean "batch_size"']),
@@ -57,6 +57,13 @@ def runs(trained_run, tmp_path_factory):
                          "--adapt_class_mix", "--json", str(tmp / "adapted.json")],
         "predict": ["predict", "--workdir", str(workdir), "--top_k", "3", str(known)],
         "predict-bad": ["predict", "--workdir", str(workdir), str(bad)],
+        # where a KeyError once printed a traceback: every command's help and missing flags
+        **{f"help-{c}": [c, "--help"] for c in cli.COMMANDS},
+        "serve-no-workdir": ["serve"],
+        "export-no-out": ["export", "--workdir", str(workdir)],
+        "export-no-workdir": ["export", "--out", str(tmp / "never.jaxexport")],
+        "eval-no-workdir": ["eval", "--dataset", "synthetic"],
+        "data-no-out": ["data", "preview", "--dataset", "synthetic"],
     }
     return run_many(cases), files
 
@@ -172,3 +179,21 @@ def test_a_config_file_loads_without_deprecation_warnings(tmp_path, capsys):
                      str(tmp_path / "w"), "--config.batch_size=8", "--config.batch_sze=9"])
     assert stop.value.code != 0
     assert "batch_sze" in capsys.readouterr().err
+
+
+def test_every_command_helps_and_names_a_missing_flag(runs):
+    """Run as the program runs: --help exits 0 with the command's usage, and a missing flag
+    is one line with the usage, exit 2."""
+    results, files = runs
+    for command in cli.COMMANDS:
+        helped = results[f"help-{command}"]
+        assert helped.returncode == 0 and not helped.stderr, helped
+        assert helped.stdout.startswith(f"usage: charjax {command} "), helped.stdout
+    for name, flag in (("serve-no-workdir", "--workdir"), ("export-no-out", "--out"),
+                       ("export-no-workdir", "--workdir"), ("eval-no-workdir", "--workdir"),
+                       ("data-no-out", "--out")):
+        command = name.split("-")[0]
+        assert results[name].returncode == 2, (name, results[name])
+        assert_one_line_error(results[name], f"charjax {command}: error: {flag} is required",
+                              f"usage: charjax {command} ")
+    assert not (files["json"].parent / "never.jaxexport").exists()

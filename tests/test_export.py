@@ -29,15 +29,28 @@ def inputs(trained_run):
     return rec, images
 
 
-def test_jax_export_reloads_in_a_fresh_process_with_the_same_logits(trained_run, inputs,
-                                                                    tmp_path):
+@pytest.fixture(scope="module")
+def exports(trained_run, tmp_path_factory):
+    """`charjax export` run as the program runs (cli.run_many, one process): into a folder
+    it creates, over an existing file (refused), and over it again with --force."""
+    from cli import run_many
+
+    tmp = tmp_path_factory.mktemp("export")
+    fresh, taken = tmp / "new" / "model.jaxexport", tmp / "taken" / "model.jaxexport"
+    taken.parent.mkdir()
+    taken.write_bytes(b"an earlier export")
+    (taken.parent / "model.jaxexport.json").write_text("{}")
+    base = ["export", "--workdir", str(trained_run[0]), "--out"]
+    results = run_many({"fresh": [*base, str(fresh)], "refused": [*base, str(taken)],
+                        "forced": [*base, str(taken), "--force"]})
+    return results, fresh, taken
+
+
+def test_jax_export_reloads_in_a_fresh_process_with_the_same_logits(exports, inputs, tmp_path):
     rec, images = inputs
-    out = tmp_path / "model.jaxexport"
-    run = subprocess.run([sys.executable, "-m", "charjax", "export", "--workdir",
-                          str(trained_run[0]), "--out", str(out)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    meta = json.loads((tmp_path / "model.jaxexport.json").read_text())
+    results, out, _ = exports
+    assert results["fresh"].returncode == 0, results["fresh"].stderr
+    meta = json.loads(out.with_name("model.jaxexport.json").read_text())
     assert meta["classes"] == "".join(rec.classes) and meta["framing"] == rec.framing
     want = rec.logits(images)
     for n in (7, 2):  # the batch dimension is symbolic
@@ -47,22 +60,19 @@ def test_jax_export_reloads_in_a_fresh_process_with_the_same_logits(trained_run,
         np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want[:n], atol=1e-5, rtol=0)
 
 
-def test_an_existing_export_is_replaced_only_with_force(trained_run, tmp_path):
-    from cli import assert_one_line_error, run_many
+def test_an_existing_export_is_replaced_only_with_force(exports):
+    from cli import assert_one_line_error
 
-    out = tmp_path / "model.jaxexport"
-    out.write_bytes(b"an earlier export")
-    (tmp_path / "model.jaxexport.json").write_text("{}")
-    argv = ["export", "--workdir", str(trained_run[0]), "--out", str(out)]
-    results = run_many({"refused": argv, "forced": [*argv, "--force"]})
-    assert_one_line_error(results["refused"], f"--out {out}: already exists", "--force")
+    results, fresh, taken = exports
+    assert_one_line_error(results["refused"], f"--out {taken}: already exists", "--force")
     assert results["refused"].returncode == 2
     forced = results["forced"]
     assert forced.returncode == 0, forced.stderr
-    assert out.read_bytes() != b"an earlier export"
-    assert json.loads((tmp_path / "model.jaxexport.json").read_text())["format"] == "jaxexport"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.jaxexport",
-                                                         "model.jaxexport.json"]
+    assert taken.read_bytes() == fresh.read_bytes()  # the same model, in place of the old file
+    assert json.loads(taken.with_name("model.jaxexport.json").read_text())["format"] == \
+        "jaxexport"
+    assert sorted(p.name for p in taken.parent.iterdir()) == ["model.jaxexport",
+                                                              "model.jaxexport.json"]
 
 
 def test_onnx_export_matches_onnxruntime(inputs, tmp_path):

@@ -138,3 +138,15 @@ def test_gpu_step_table_compares_each_row_with_keras_and_torch_compile():
     table = step_time_gpu.table(rows)
     assert table[0].startswith("| framework | precision | batch |")
     assert "| charjax | bf16 | 2048 | 2.000 | 1 | 1.50x | 1.25x | 20.0 |" in table
+
+
+def test_suite_counts_from_the_summary_or_the_progress_line():
+    done = [(1.0, "....F..s.. [100%]"),
+            (2.0, "=========== 1 failed, 8 passed, 1 skipped in 12.34s ===========")]
+    counts, summary = gpu_check.suite_counts(done)
+    assert counts == {"passed": 8, "failed": 1, "skipped": 1, "errors": 0}
+    assert summary.startswith("1 failed, 8 passed")
+    stopped = [(1.0, "bringing up nodes..."), (9.0, "....E..F.s [ 40%]"), (12.0, "...")]
+    counts, summary = gpu_check.suite_counts(stopped)
+    assert counts == {"passed": 10, "failed": 1, "skipped": 1, "errors": 1}
+    assert "stopped" in summary

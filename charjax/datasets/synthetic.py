@@ -158,7 +158,7 @@ def _generate(
     start = time.perf_counter()
     labels = _balanced_labels(num_images, seed)
     tasks = [(labels[i : i + chunk], seed, i, framing) for i in range(0, num_images, chunk)]
-    count = _worker_count(workers, len(tasks))
+    count = _worker_count(workers, len(tasks)) if here else parallel.count(workers, len(tasks))
     images = np.empty((num_images, _SIZE, _SIZE, 1), np.uint8)
 
     def setup() -> tuple:  # built here while the workers start; they receive it
@@ -199,7 +199,7 @@ def _progress(total: int, framing: str) -> Any:
     from tqdm import tqdm
 
     desc = f"drawing {framing}-framed synthetic images"
-    if sys.stderr.isatty():
+    if sys.stderr is not None and sys.stderr.isatty():
         return tqdm(total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True)
     return tqdm(
         total=total, desc=desc, unit="img", file=_LogLines(), mininterval=_PROGRESS_S,
