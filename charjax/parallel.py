@@ -10,7 +10,8 @@ need while they start, then claims tasks from the same shared counter as they do
 never waits on a slow start (a small one may be done here before they are up; they are then
 stopped), and a worker that dies leaves its tasks to this process. The others are started
 with `spawn`: a fresh interpreter that inherits nothing, safe however many threads JAX or
-XLA already run here (`fork` is not), paying only its own imports (about half a second).
+XLA already run here (`fork` is not), paying only its own imports (numpy and Pillow, ~0.4 s
+of CPU), which overlap this process's own preparation (`setup`) or work.
 Like any `spawn`, it imports the main module again: a script that calls this needs the
 `if __name__ == "__main__":` guard. Each task's result must depend on the task alone; then
 which process runs it changes nothing.

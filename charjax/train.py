@@ -162,7 +162,6 @@ class _StepMetrics:
     def __init__(self) -> None:
         self._pending: list[tuple[int, dict]] = []  # (steps, metrics) not fetched yet
         self._fetched: dict[str, list[np.ndarray]] = {}
-        self.count = 0  # steps fetched
 
     def add(self, steps: int, metrics: dict) -> None:
         self._pending.append((steps, metrics))
@@ -171,7 +170,6 @@ class _StepMetrics:
         for steps, metrics in jax.device_get(self._pending):
             for name, value in metrics.items():
                 self._fetched.setdefault(name, []).append(np.reshape(value, -1)[:steps])
-            self.count += steps
         self._pending.clear()
 
     def means(self, start: int, stop: int) -> dict[str, float]:
