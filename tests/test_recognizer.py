@@ -1,8 +1,6 @@
 """The Python API and `charjax predict`: any image in, the framing of the run, bad files apart."""
 
-import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +13,7 @@ from PIL import Image
 
 import charjax
 from charjax import charset, checkpoints, evaluate, framing, inputs
-from charjax.datasets import synthetic
+from charjax.datasets import drawn, synthetic
 from charjax.errors import CheckpointError, DataError, InputWarning
 
 
@@ -165,12 +163,6 @@ def test_blank_and_noise_are_answered_with_a_warning_in_every_api(rec):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         rec.predict(glyph)  # a character: no warning
-
-
-_spec = importlib.util.spec_from_file_location(
-    "drawn_glyphs", os.path.join(ROOT, "benchmarks", "drawn_glyphs.py"))
-drawn = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(drawn)
 
 
 def test_noise_is_told_from_characters_with_a_margin(cache_dir):
