@@ -128,7 +128,10 @@ def check_config(config: Any) -> None:
     models.entry(name).check(c, f"model.{name}")
     impl = c.choice("model.impl", kernels.IMPLS)
     try:
-        kernels.select(models.kernel_setting(config.model), precision=config.precision)
+        # "auto" always finds kernels; asking which would start the backend, and a
+        # multi-process run must not start it before jax.distributed does
+        if impl != "auto":
+            kernels.select(models.kernel_setting(config.model), precision=config.precision)
     except RuntimeError as err:
         raise _fail("model.impl", impl, str(err).removeprefix(f"model.impl={impl!r} but "),
                     "use --config.model.impl=auto") from None
