@@ -13,8 +13,11 @@ with `spawn`: a fresh interpreter that inherits nothing, safe however many threa
 XLA already run here (`fork` is not), paying only its own imports (numpy and Pillow, ~0.4 s
 of CPU), which overlap this process's own preparation (`setup`) or work.
 Like any `spawn`, it imports the main module again: a script that calls this needs the
-`if __name__ == "__main__":` guard. Each task's result must depend on the task alone; then
-which process runs it changes nothing.
+`if __name__ == "__main__":` guard (without it the workers stop at start-up and this process
+does every task). The tasks travel with `setup`'s payload, from a thread, not in the started
+process object: a worker that dies before reading a large object would otherwise block
+`start()` for good, since the parent holds the pipe's other end. Each task's result must
+depend on the task alone; then which process runs it changes nothing.
 """
 
 from __future__ import annotations
@@ -111,7 +114,7 @@ def run(
     started = [
         context.Process(
             target=_work,
-            args=(fn, tasks, initializer, receiver, claimed, results),
+            args=(fn, len(tasks), initializer, receiver, claimed, results),
             name=f"charjax-worker-{i + 1}",
             daemon=True,
         )
@@ -125,7 +128,8 @@ def run(
             process.start()
             launched.append(process)
             receiver.close()  # the worker's end: a worker that dies then breaks the pipe
-        payload = pickle.dumps(setup() if setup else (), protocol=pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps((tasks, setup() if setup else ()),
+                               protocol=pickle.HIGHEST_PROTOCOL)
         # Sent from threads, so this process starts working while the workers still start.
         senders = [
             threading.Thread(target=_send, args=(sender, payload), daemon=True)
@@ -202,7 +206,7 @@ def _received(results: Any, block: bool) -> Iterator[tuple[int, Any]]:
 
 def _work(
     fn: Callable[..., Any],
-    tasks: Sequence[tuple],
+    num_tasks: int,
     initializer: Callable[..., Any] | None,
     receiver: Any,
     claimed: Any,
@@ -212,13 +216,13 @@ def _work(
     none is left."""
     # Ctrl-C reaches the whole process group: the parent stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    initargs = pickle.loads(receiver.recv_bytes())
+    tasks, initargs = pickle.loads(receiver.recv_bytes())
     receiver.close()
     if initializer is not None:
         initializer(*initargs)
     while True:
         index = _claim(claimed)
-        if index >= len(tasks):
+        if index >= num_tasks:
             return
         try:
             results.put((index, True, fn(*tasks[index])))

@@ -2,6 +2,8 @@
 
 import logging
 import operator
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -322,6 +324,20 @@ def test_a_failing_task_fails_the_run():
     with pytest.raises(RuntimeError, match="ZeroDivisionError"):
         list(parallel.run(operator.truediv, [(1, 1), (1, 0), (2, 1)], 2, here=False))
 
+
+
+def test_a_script_without_the_main_guard_still_finishes(tmp_path):
+    # Spawned workers re-run such a script and stop at start-up; the tasks (here large
+    # ones) must not be stuck in the pipe to a worker that never reads them.
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from charjax import parallel\n"
+        "print(sorted(parallel.run(len, [(bytes(300_000),)] * 4, 2)))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str([(i, 300_000) for i in range(4)])
 
 @pytest.mark.parametrize(
     "env, requested, num_images, expected",
