@@ -7,6 +7,10 @@ test suite. Each part's limit is its own cap, cut where needed so the parts afte
 keep theirs; whatever the earlier parts leave goes to the suite, last. A part that
 fails or runs out of time is recorded as such and the next one runs. Writes
 gpu_check.json, gpu_check.md and gpu_check.log (every part's output) to the out folder.
+
+    python benchmarks/gpu_check.py OUT --replay OLD/gpu_check.json   # runs nothing
+
+judges an earlier report's parts again (after a change to the targets or the tables).
 """
 
 from __future__ import annotations
@@ -410,6 +414,33 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reread(name: str, part: dict) -> dict:
+    """A part recorded with its raw output (`lines`: [seconds, text] pairs, as run_part
+    returns them, e.g. a default run's output captured by hand) read the way the check
+    reads it; any other part as it is."""
+    if "lines" not in part:
+        return part
+    lines = [(float(at), text) for at, text in part["lines"]]
+    part = {k: v for k, v in part.items() if k != "lines"}
+    if name.startswith("default_"):
+        part.update(parse_run_log(lines))
+    elif name == "suite":
+        counts, summary = suite_counts(lines)
+        part.update(counts, summary=summary)
+    return part
+
+
+def write_report(out: str, report: dict) -> None:
+    """Judges the report's parts against the targets; writes gpu_check.json and .md."""
+    report["targets"] = targets(report["parts"], report["mode"])
+    with open(os.path.join(out, "gpu_check.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    text = markdown(report)
+    with open(os.path.join(out, "gpu_check.md"), "w") as f:
+        f.write(text)
+    print("\n" + text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="folder for gpu_check.json, .md and .log")
@@ -424,7 +455,19 @@ def main() -> None:
     parser.add_argument("--epoch-flags", default="", help="extra epoch_time.py arguments")
     parser.add_argument("--cap", action="append", default=[], metavar="PART=SECONDS")
     parser.add_argument("--host", default="{}", help="JSON from the shell's header")
+    parser.add_argument("--replay", metavar="JSON",
+                        help="run nothing: judge the parts of an earlier gpu_check.json again "
+                             "(today's targets and tables) and write the report to OUT")
     args = parser.parse_args()
+
+    if args.replay:
+        with open(args.replay) as f:
+            report = json.load(f)
+        report["parts"] = {name: reread(name, p) for name, p in report["parts"].items()}
+        os.makedirs(args.out, exist_ok=True)
+        write_report(args.out, report)
+        print(f"wrote {args.out}/gpu_check.json, gpu_check.md")
+        return
 
     mode = MODES[args.mode]
     caps = dict(mode["caps"])
@@ -499,13 +542,7 @@ def main() -> None:
         args.started, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "seconds": round(time.time() - args.started, 1), "host": json.loads(args.host),
         "default_run_flags": run_flags, "parts": parts}
-    report["targets"] = targets(parts, args.mode)
-    with open(os.path.join(args.out, "gpu_check.json"), "w") as f:
-        json.dump(report, f, indent=2)
-    text = markdown(report)
-    with open(os.path.join(args.out, "gpu_check.md"), "w") as f:
-        f.write(text)
-    print("\n" + text)
+    write_report(args.out, report)
     print(f"wrote {args.out}/gpu_check.json, gpu_check.md, gpu_check.log")
 
 

@@ -273,6 +273,9 @@ def main() -> None:
                              "built in time are reported and skipped; on the CPU, no run "
                              "starts after it")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--plan", action="store_true",
+                        help="GPU only: print the workers in the order they would run "
+                             "(framework, precision, batch sizes) and stop; nothing is built")
     parser.add_argument("--tables", choices=("two-thread", "one-core", "both"),
                         default="two-thread",
                         help="two-thread: every framework with its default threads (2 here), "
@@ -305,6 +308,10 @@ def main() -> None:
         args.batch_sizes = args.batch_sizes or ",".join(map(str, step_time_gpu.GPU_BATCHES))
         args.frameworks = args.frameworks or ",".join(step_time_gpu.GPU_FRAMEWORKS)
         args.steps = args.steps or 100
+        if args.plan:
+            for name, precision, batches in step_time_gpu.plan(args):
+                print(name, precision, ",".join(map(str, batches)))
+            return
         out = step_time_gpu.run(args)
         if args.json:
             with open(args.json, "w") as f:

@@ -13,6 +13,7 @@ medians.
     python benchmarks/step_time.py --device gpu                     # everything below
     python benchmarks/step_time.py --device gpu --frameworks charjax,torch-compile \
         --batch-sizes 2048 --variants none --json out.json
+    python benchmarks/step_time.py --device gpu --plan              # the workers, in order
 
 Frameworks: `charjax` (the trainer's `train_step`, model.impl='auto', which is plain Flax
 layers on a GPU), `keras-jax` (the tutorial's Keras model, `train_on_batch` on arrays

@@ -23,7 +23,7 @@ from orbax.checkpoint import checkpoint_managers as cm
 
 from charjax import jsonio
 from charjax import state as state_lib
-from charjax.errors import CheckpointError, WorkdirError
+from charjax.errors import CheckpointError
 from charjax_configs import default as schema
 
 BEST_METRIC = "val_accuracy"
@@ -256,25 +256,6 @@ def _warn_if_not_the_best(
         _log.warning("%s: the checkpoint of the best epoch (%d) is missing; using epoch %d "
                      "instead, the best of those left (%s)", workdir, best, step,
                      ", ".join(map(str, steps)))
-
-
-def read_config_json(workdir: str | os.PathLike) -> ml_collections.ConfigDict | None:
-    """WORKDIR/config.json on today's schema, None when there is none. A file that cannot be
-    read is a WorkdirError: it is the user's to fix, and is never silently rewritten."""
-    path = os.path.join(os.fspath(workdir), "config.json")
-    if not os.path.lexists(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            stored = json.load(f)
-        if not isinstance(stored, dict):
-            raise ValueError(f"holds a JSON {type(stored).__name__}, not an object")
-        return upgrade_config(stored)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
-        text = " ".join(str(e).split())[:200]
-        raise WorkdirError(
-            f"{path}: cannot be read ({type(e).__name__}: {text}); it is left as it is: restore "
-            "it, or move it away (the checkpoints hold the config too), then rerun") from None
 
 
 def load_for_inference(workdir: str | os.PathLike, step: int | None = None) -> tuple[Any, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 import time
@@ -37,10 +36,10 @@ from charjax import (
     models,
     optim,
     reporting,
+    run_folder,
     validation,
 )
 from charjax import workdir as workdir_lib
-from charjax.errors import CheckpointError, WorkdirError
 from charjax.state import TrainState, create_train_state, forward
 
 __all__ = ["TrainState", "create_train_state", "train_step", "train_and_evaluate"]
@@ -239,11 +238,6 @@ def train_epoch(
     return state, history.means(0, steps)
 
 
-def resolved_config(config: ml_collections.ConfigDict) -> dict:
-    """The config as plain JSON-able data, written beside every checkpoint."""
-    return json.loads(config.to_json())
-
-
 def load_splits(
     config: ml_collections.ConfigDict, workdir: str | None = None
 ) -> input_pipeline.Splits:
@@ -273,106 +267,11 @@ def _split_and_mix(
     return input_pipeline.with_training_mix(splits, extra, data_config.split_seed)
 
 
-# Fields that may change between a run and its resumption without changing its results
-# (num_epochs only while the learning rate does not depend on the run's length).
-RESUMABLE_FIELDS = frozenset(
-    {"num_epochs", "log_every_steps", "eval_batch_size", "keep_best", "init_from", "report",
-     "steps_per_call", "deterministic", "compilation_cache"}
-)
-
-
-def _config_differences(old: dict, new: dict, allowed: frozenset, prefix: str = "") -> list[str]:
-    """'field: old -> new' for every leaf that differs, dotted paths."""
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b, name = old[k] if k in old else None, new[k] if k in new else None, prefix + k
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _config_differences(a, b, allowed, name + ".")
-        elif a != b and name.split(".")[0] not in allowed:
-            out.append(f"{name}: {a!r} -> {b!r}")
-    return out
-
-
-def _check_resume_config(
-    workdir: str, stored: ml_collections.ConfigDict, config: ml_collections.ConfigDict
-) -> None:
-    allowed = RESUMABLE_FIELDS
-    if config.optimizer.schedule != "constant":
-        allowed = allowed - {"num_epochs"}
-    differences = _config_differences(resolved_config(stored), resolved_config(config), allowed)
-    if differences:
-        raise CheckpointError(
-            f"{workdir} holds a run with another config ({'; '.join(differences)}); resume with "
-            "the same settings, or train into a new --workdir"
-        )
-
-
-def _init_from(state: TrainState, other_workdir: str, framing: str) -> TrainState:
-    """The tutorial's `reload`: start from another run's best weights, fresh optimizer.
-
-    The weights taken are the ones that run evaluated (its moving average, if it kept one);
-    a moving average of this run starts from them too, not from the random init. A run
-    framed otherwise than `framing` is accepted (its features still help) with a warning.
-    """
-    other, other_config = checkpoints.load_for_inference(other_workdir)
-    mine = jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), (state.params, state.batch_stats))
-    theirs = jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), (other.params, other.batch_stats))
-    if mine != theirs:
-        raise CheckpointError(
-            f"{other_workdir}: its weights belong to another model or input shape than "
-            "config.model; set --config.model.* to match that run, or drop init_from"
-        )
-    other_framing = other_config.data.framing
-    if other_framing != framing:
-        log.warning("%s was trained on %s-framed images, this run's are %s-framed",
-                    other_workdir, other_framing, framing)
-    log.info("starting from the best weights of %s", other_workdir)
-    params = other.eval_params()
-    return state.replace(
-        params=params,
-        batch_stats=other.batch_stats,
-        ema_params=None if state.ema_params is None else params,
-    )
-
-
 def _write_json(workdir: str, name: str, data: dict) -> None:
     """Writes WORKDIR/name atomically as strict JSON, from process 0 only."""
     if not distributed.is_main_process():
         return
     jsonio.write(os.path.join(workdir, name), data)
-
-
-def _check_init_from(config: ml_collections.ConfigDict, workdir: str) -> None:
-    other = config.init_from
-    if not other:
-        return
-    if os.path.abspath(other) == os.path.abspath(workdir):
-        raise CheckpointError(f"--config.init_from={other!r}: is this run's own --workdir; "
-                              "to continue a run just rerun it, or name another run")
-    if not os.path.isdir(checkpoints.checkpoint_dir(other)):
-        raise CheckpointError(f"--config.init_from={other!r}: holds no checkpoints; name the "
-                              "--workdir of a finished run")
-
-
-def _stored_config(workdir: str) -> ml_collections.ConfigDict | None:
-    """The config of the run already in `workdir` (its latest checkpoint's, else its
-    config.json), or None for a fresh workdir. Refuses leftovers nothing can resume, and a
-    config.json it cannot read (the run would rewrite it)."""
-    in_json = checkpoints.read_config_json(workdir)
-    if os.path.isdir(checkpoints.checkpoint_dir(workdir)):
-        mngr = checkpoints.manager(workdir, create=False, read_only=True)
-        try:
-            step = mngr.latest_step()
-            if step is not None:
-                return checkpoints.read_config(mngr, step)
-        finally:
-            mngr.close()
-    leftovers = workdir_lib.foreign_files(workdir)
-    if "metrics.json" in leftovers:
-        raise WorkdirError(
-            f"--workdir {workdir}: holds metrics.json of another run but no checkpoint to "
-            "resume from; train into a new --workdir (or delete that run's files)")
-    return in_json
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -391,7 +290,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.getLogger("charjax").setLevel(logging.WARNING)  # process 0 speaks for all
     placement = distributed.data_placement()
     placement.check_batch_size(config.batch_size)
-    _check_init_from(config, workdir)
+    run_folder.check_init_from(config, workdir)
     with workdir_lib.claim(workdir, enabled=distributed.is_main_process()):
         return _train_claimed(config, workdir, placement)
 
@@ -399,10 +298,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def _train_claimed(
     config: ml_collections.ConfigDict, workdir: str, placement: distributed.Placement
 ) -> dict:
-    config_dict = resolved_config(config)
-    stored = _stored_config(workdir)
+    config_dict = run_folder.resolved_config(config)
+    stored = run_folder.stored_config(workdir)
     if stored is not None:
-        _check_resume_config(workdir, stored, config)
+        run_folder.check_resume_config(workdir, stored, config)
     # Data before Orbax starts threads and before any write: bad data exits cleanly.
     dataset, skipped = datasets.load_with_skipped(config.data.source, config.data)
     datasets.require_classes(dataset, config.data.source)
@@ -502,7 +401,7 @@ def _run(
         state, _, history = checkpoints.restore(mngr, mngr.latest_step(), state)
         log.info("resuming from the checkpoint of epoch %d", mngr.latest_step())
     elif config.init_from:
-        state = _init_from(state, config.init_from, config.data.framing)
+        state = run_folder.init_from(state, config.init_from, config.data.framing)
     where = datasets.write_skipped(skipped, workdir) if distributed.is_main_process() else None
     if where:
         log.warning("%s: %d file(s) left out, listed in %s", config.data.source, len(skipped),

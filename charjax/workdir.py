@@ -146,12 +146,3 @@ def claim(workdir: str, enabled: bool = True) -> Iterator[Lock | None]:
             with contextlib.suppress(OSError):
                 os.rmdir(workdir)  # only succeeds when empty
 
-
-# Files a run writes at the top of its workdir; one of them without checkpoints/ means
-# another run's leftovers that a new run would overwrite.
-RUN_FILES = ("config.json", "metrics.json")
-
-
-def foreign_files(workdir: str) -> list[str]:
-    """Run files in `workdir` that no checkpoint accounts for (see RUN_FILES)."""
-    return [name for name in RUN_FILES if os.path.exists(os.path.join(workdir, name))]

@@ -23,7 +23,7 @@ import pytest
 from conftest import ROOT, tiny_config, tiny_overrides
 from PIL import Image
 
-from charjax import charset, checkpoints, cli, train
+from charjax import charset, checkpoints, cli, run_folder, train
 from charjax import workdir as workdir_lib
 
 TRAIN = ["train", "--config", "configs/default.py"]
@@ -134,7 +134,7 @@ def inputs(tmp_path_factory, trained_run):
     state = train.create_train_state(config, jax.random.key(0))
     state = state.replace(params=jax.tree_util.tree_map(lambda x: x * np.nan, state.params))
     mngr = checkpoints.manager(p["nan_run"])
-    checkpoints.save(mngr, 1, state, train.resolved_config(config), [],
+    checkpoints.save(mngr, 1, state, run_folder.resolved_config(config), [],
                      {"val_accuracy": 0.5, "val_loss": 1.0})
     mngr.wait_until_finished()
     mngr.close()

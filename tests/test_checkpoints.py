@@ -12,7 +12,7 @@ import pytest
 from cli import run_many
 from conftest import tiny_config, tiny_overrides
 
-from charjax import checkpoints, kernels, train
+from charjax import checkpoints, kernels, run_folder, train
 from charjax.errors import CheckpointError
 
 
@@ -115,7 +115,7 @@ def test_init_from_starts_from_the_best_weights(trained_run, tmp_path):
     best, _ = checkpoints.load_for_inference(workdir)
     config = tiny_config(init_from=str(workdir))
     key = jax.random.key(config.seed)
-    state = train._init_from(train.create_train_state(config, key), str(workdir),
+    state = run_folder.init_from(train.create_train_state(config, key), str(workdir),
                              config.data.framing)
     for x, y in zip(jax.tree_util.tree_leaves(state.params),
                     jax.tree_util.tree_leaves(best.params), strict=True):
@@ -129,14 +129,14 @@ def test_init_from_seeds_the_moving_average_and_warns_on_framing(trained_run, ca
     config = tiny_config(init_from=str(workdir), ema_decay=0.99)
     fresh = train.create_train_state(config, jax.random.key(config.seed))
     with caplog.at_level(logging.WARNING, logger="charjax"):
-        state = train._init_from(fresh, str(workdir), framing="line")
+        state = run_folder.init_from(fresh, str(workdir), framing="line")
     for x, y in zip(jax.tree_util.tree_leaves(state.ema_params),
                     jax.tree_util.tree_leaves(best.params), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert "fit-framed" in caplog.text and "line-framed" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="charjax"):
-        train._init_from(fresh, str(workdir), framing="fit")
+        run_folder.init_from(fresh, str(workdir), framing="fit")
     assert "framed" not in caplog.text
 
 
@@ -168,7 +168,7 @@ def test_config_json_round_trips(trained_run):
 
 
 def test_a_stored_config_of_an_older_run_is_upgraded_to_the_schema():
-    stored = train.resolved_config(tiny_config())
+    stored = run_folder.resolved_config(tiny_config())
     old_model = {"name": "compact_vgg", "hidden": 64, "dropout": 0.3, "impl": "fast"}
     stored["model"] = old_model  # model settings before per-model blocks
     stored["data"]["synthetic"]["framing"] = stored["data"].pop("framing")  # before data.framing

@@ -145,3 +145,110 @@ def test_building_a_model_builds_no_cpp():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout.strip()
     assert out == "False"
+
+
+# Callables that import or run a module given its name or path.
+_LOADERS = {"spec_from_file_location", "SourceFileLoader", "import_module", "__import__",
+            "run_path", "run_module", "load_source", "exec"}
+
+
+def _mentions(node: ast.AST, names: set[str], words: set[str]) -> bool:
+    """Whether `node` holds a path into benchmarks/, one of `words` as a string, or a
+    variable in `names`."""
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name) and n.id in names:
+            return True
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and (
+                n.value in words or n.value == "benchmarks" or "benchmarks/" in n.value):
+            return True
+    return False
+
+
+def _is_loader(func: ast.expr) -> bool:
+    """sys.path.insert/append/extend, or one of _LOADERS."""
+    if isinstance(func, ast.Attribute) and func.attr in ("insert", "append", "extend"):
+        owner = func.value
+        return (isinstance(owner, ast.Attribute) and owner.attr == "path"
+                and isinstance(owner.value, ast.Name) and owner.value.id == "sys")
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name in _LOADERS
+
+
+def benchmark_loads(source: str, scripts: set[str]) -> list[int]:
+    """Lines of a test's `source` that import a benchmarks/ script (`import gpu_check`,
+    `from benchmarks.x import y`) or load one by path: a sys.path entry or an
+    importlib/runpy/exec loader given benchmarks/ (or a variable built from it) or a
+    script's name. Running a script as a subprocess is not loading it."""
+    tree = ast.parse(source)
+    tainted: set[str] = set()  # variables holding a path into benchmarks/
+    while True:
+        more = {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                and _mentions(node.value, tainted, set())
+                for t in node.targets if isinstance(t, ast.Name)}
+        if more <= tainted:
+            break
+        tainted |= more
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [] if node.level else [node.module or ""]
+        elif isinstance(node, ast.Call) and _is_loader(node.func):
+            args = [*node.args, *(k.value for k in node.keywords)]
+            if any(_mentions(arg, tainted, scripts) for arg in args):
+                lines.append(node.lineno)
+            continue
+        else:
+            continue
+        if any(name.split(".")[0] in scripts | {"benchmarks"} for name in names):
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def _benchmark_scripts() -> set[str]:
+    """Module names of benchmarks/*.py that no module in tests/ shadows."""
+    def stems(folder):
+        return {n[:-3] for n in os.listdir(os.path.join(ROOT, folder)) if n.endswith(".py")}
+    return stems("benchmarks") - stems("tests")
+
+
+def test_no_test_imports_or_loads_a_benchmark_script():
+    """Tests run benchmarks/ scripts as the user does, in their own process: importing them
+    puts benchmarks/ on sys.path for every test after, and ties the tests to the
+    scripts' insides."""
+    scripts = _benchmark_scripts()
+    tests = os.path.join(ROOT, "tests")
+    found = {}
+    for folder, _, names in os.walk(tests):
+        for name in sorted(n for n in names if n.endswith(".py")):
+            path = os.path.join(folder, name)
+            if lines := benchmark_loads(open(path, encoding="utf-8").read(), scripts):
+                found[os.path.relpath(path, ROOT)] = lines
+    assert found == {}, f"tests that import or load benchmarks/ scripts (file: lines): {found}"
+
+
+def test_the_benchmark_load_finder_finds_loads():
+    scripts = {"gpu_check", "step_time_gpu", "adapt"}
+    loads = """
+import os, runpy, sys, importlib, subprocess
+B = os.path.join(ROOT, "benchmarks")
+SCRIPT = os.path.join(B, "gpu_check.py")
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+import gpu_check
+from benchmarks.step_time_gpu import plan
+runpy.run_path(SCRIPT)
+importlib.import_module("step_time_gpu")
+sys.path.append(B)
+"""
+    assert benchmark_loads(loads, scripts) == [5, 6, 7, 8, 9, 10]
+    runs = """
+import os, subprocess, sys
+from charjax import adapt
+B = os.path.join(ROOT, "benchmarks")
+subprocess.run([sys.executable, os.path.join(B, "gpu_check.py"), "--replay", "x.json"])
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+cmd = []
+cmd.append(os.path.join(B, "step_time.py"))
+"""
+    assert benchmark_loads(runs, scripts) == []

@@ -7,7 +7,7 @@ import optax
 import pytest
 from conftest import jitted_train_step, tiny_config
 
-from charjax import optim, train
+from charjax import optim, run_folder, train
 from charjax.errors import CheckpointError
 
 
@@ -109,5 +109,5 @@ def test_resume_with_another_length_is_refused_under_a_schedule():
     stored = tiny_config(**{"optimizer.schedule": "cosine"})
     current = tiny_config(num_epochs=5, **{"optimizer.schedule": "cosine"})
     with pytest.raises(CheckpointError, match="num_epochs: 1 -> 5"):
-        train._check_resume_config("w", stored, current)
-    train._check_resume_config("w", tiny_config(), tiny_config(num_epochs=5))
+        run_folder.check_resume_config("w", stored, current)
+    run_folder.check_resume_config("w", tiny_config(), tiny_config(num_epochs=5))
