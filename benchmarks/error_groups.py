@@ -17,7 +17,7 @@ import json
 
 import numpy as np
 
-from charjax import checkpoints, evaluate
+from charjax import evaluate, inference
 from charjax.lookalikes import split_errors
 
 
@@ -28,16 +28,17 @@ def main() -> None:
     args = parser.parse_args()
     probabilities, labels, rows = [], None, {}
     for workdir in args.workdirs:
-        state, config = checkpoints.load_for_inference(workdir)
+        predictor = inference.load(workdir)
+        config = predictor.config
         test = evaluate.load_eval_data(config.data.source, config, "test")
         if labels is not None and not np.array_equal(labels, test.labels):
             raise SystemExit(f"{workdir} has another test split than {args.workdirs[0]}")
         labels = np.asarray(test.labels)
-        probabilities.append(np.asarray(evaluate.predict_probabilities(state, test.images)))
+        probabilities.append(predictor.probabilities(test.images, evaluate.PREDICT_BATCH))
         rows[workdir] = split_errors(probabilities[-1].argmax(-1), labels)
     if len(probabilities) > 1:
         rows["ensemble (mean probability)"] = split_errors(
-            evaluate.combine(probabilities).argmax(-1), labels)
+            inference.combine(probabilities).argmax(-1), labels)
     print(f"{'run':<40} {'accuracy':>8} {'errors':>6} {'look-alike':>10} {'other':>6}")
     for name, r in rows.items():
         print(f"{name:<40} {r['accuracy']:8.4f} {r['errors']:6d} {r['lookalike']:10d} "

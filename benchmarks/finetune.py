@@ -75,12 +75,12 @@ def train(config: str, workdir: pathlib.Path, overrides: list[str]) -> dict:
 def emnist_test_accuracy(workdir: pathlib.Path, emnist_config: str) -> float:
     """A run's best weights scored on the test split of `emnist_config` (for the
     synthetic-only run: how far pretraining alone gets on that split)."""
-    from charjax import checkpoints, config_files, datasets, evaluate, input_pipeline
+    from charjax import config_files, datasets, evaluate, inference, input_pipeline
 
-    state, _ = checkpoints.load_for_inference(str(workdir))
+    predictor = inference.load(str(workdir))
     data = config_files.load(str(ROOT / emnist_config)).data
     test = input_pipeline.split(datasets.load(data.source, data), data).test
-    probabilities = evaluate.predict_probabilities(state, test.images)
+    probabilities = predictor.probabilities(test.images, evaluate.PREDICT_BATCH)
     return float(np.mean(probabilities.argmax(-1) == test.labels))
 
 

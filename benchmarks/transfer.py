@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from results_md import when_and_where, write_section  # noqa: E402
 
-from charjax import charset, checkpoints, evaluate, preview  # noqa: E402
+from charjax import charset, evaluate, inference, preview  # noqa: E402
 from charjax.datasets import npz, synthetic  # noqa: E402
 from charjax.lookalikes import group_of  # noqa: E402
 
@@ -60,9 +60,10 @@ def train(config: str, workdir: pathlib.Path, overrides: list[str]) -> float:
 def score(workdir: pathlib.Path, emnist: pathlib.Path) -> dict:
     """What `charjax eval --workdir W --dataset npz:EMNIST` computes (the same functions),
     plus the accuracy up to look-alike groups."""
-    state, run_config = checkpoints.load_for_inference(str(workdir))
+    predictor = inference.load(str(workdir))
+    run_config = predictor.config
     data = evaluate.load_eval_data(f"npz:{emnist}", run_config, "all")
-    probabilities = evaluate.predict_probabilities(state, data.images)
+    probabilities = predictor.probabilities(data.images, evaluate.PREDICT_BATCH)
     result = evaluate.metrics_from_probabilities(probabilities, data.labels)
     result["most_confused"] = evaluate.most_confused_pairs(probabilities, data.labels)
     groups = np.array([group_of(c) for c in charset.CLASSES])

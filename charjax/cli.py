@@ -227,14 +227,14 @@ def _data_command_error(error: DataError, config_given: bool) -> DataError:
 
 
 def _eval(argv: list[str]) -> None:
-    from charjax import checkpoints, evaluate, files, jsonio
+    from charjax import evaluate, files, inference, jsonio
 
     if len(argv) > 1:
         _fail("eval", f"unexpected arguments {argv[1:]}")
     if FLAGS.json:
         _check_output_file("eval", "json", FLAGS.json, FLAGS.force)
-    restored = [checkpoints.load_for_inference(w) for w in FLAGS.workdir]
-    run_config = restored[0][1]
+    predictor = inference.load(FLAGS.workdir, vote=FLAGS.vote)
+    run_config = predictor.config
     if FLAGS.skip_bad:
         run_config = run_config.copy_and_resolve_references()
         run_config.data.skip_bad = True
@@ -243,26 +243,23 @@ def _eval(argv: list[str]) -> None:
     except DataError as e:
         raise _eval_data_error(e) from None
     _warn_guesses(data.images)
-    probabilities = [evaluate.predict_probabilities(state, data.images) for state, _ in restored]
-    vote = FLAGS.vote and len(restored) > 1
-    result, combined = evaluate.ensemble_metrics(probabilities, data.labels, vote=vote)
-    how = f"{len(restored)} models, {'vote' if vote else 'mean probability'}"
+    result, scores = evaluate.score(predictor, data.images, data.labels)
+    count = len(predictor.members)
+    how = f"{count} models, {'vote' if predictor.vote else 'mean probability'}"
     print(
         f"{FLAGS.dataset} ({FLAGS.split}, n={result['n']}"
-        + (f", {how}" if len(restored) > 1 else "")
+        + (f", {how}" if count > 1 else "")
         + f"): accuracy {result['accuracy']:.4f}  top-5 {result['top5_accuracy']:.4f}  "
         f"loss {result['loss']:.4f}" + (" (of the mean probability: a vote has none)"
-                                          if vote else "")
+                                          if predictor.vote else "")
     )
     worst = sorted(result["per_class"].items(), key=lambda kv: kv[1])[:5]
     print("weakest classes: " + ", ".join(f"{c} {a:.2f}" for c, a in worst))
-    result["most_confused"] = evaluate.most_confused_pairs(combined, data.labels)
     if result["most_confused"]:
         print("most confused (true->predicted): " + ", ".join(
             f"{t}->{p} {n}" for t, p, n in result["most_confused"][:5]))
     if FLAGS.adapt_class_mix:
-        result["adapted_to_class_mix"] = _adapted_metrics(
-            FLAGS.workdir[0], restored[0][1], combined, data.labels)
+        result["adapted_to_class_mix"] = _adapted_metrics(predictor.config, scores, data.labels)
     if FLAGS.json:
         files.write_text(FLAGS.json, jsonio.dumps(result) + "\n", overwrite=FLAGS.force)
 
@@ -280,34 +277,18 @@ def _warn_guesses(images) -> None:
               file=sys.stderr)
 
 
-def _adapted_metrics(workdir, run_config, scores, labels) -> dict:
-    """`charjax eval --adapt_class_mix`: metrics after `evaluate.adapt_to_class_mix`, with
-    the training mix the run recorded (or, for older runs, counted on its training split);
-    printed and returned."""
-    import json
+def _adapted_metrics(run_config, scores, labels) -> dict:
+    """`charjax eval --adapt_class_mix`: `evaluate.class_mix_metrics` with the training mix
+    the run recorded (or, for older runs, counted on its training split); printed."""
+    from charjax import evaluate, train
 
-    import numpy as np
-
-    from charjax import charset, evaluate, train
-
-    recorded = os.path.join(workdir, "class_counts.json")
-    if os.path.exists(recorded):
-        with open(recorded) as f:
-            counts = np.asarray(json.load(f)["train"])
-    else:
-        std_logging.getLogger("charjax").info("%s: no class_counts.json; counting the "
-                                              "training split's classes", workdir)
-        counts = np.bincount(train.load_splits(run_config).train.labels,
-                             minlength=charset.NUM_CLASSES)
-    # A class the run never saw counts once: its answers are ~0 and stay so.
-    counts = np.maximum(counts, 1)
-    adapted, mix = evaluate.adapt_to_class_mix(scores, counts)
-    result = evaluate.metrics_from_probabilities(adapted, labels)
-    commonest = np.argsort(-mix)[:5]
+    counts = evaluate.training_class_counts(
+        FLAGS.workdir[0], lambda: train.load_splits(run_config).train.labels)
+    result = evaluate.class_mix_metrics(scores, labels, counts)
+    commonest = sorted(result["estimated_mix"].items(), key=lambda cm: cm[1], reverse=True)
     print(f"adapted to the estimated class mix: accuracy {result['accuracy']:.4f}  top-5 "
           f"{result['top5_accuracy']:.4f}  (commonest: " + ", ".join(
-              f"{charset.index_to_char(i)} {mix[i]:.1%}" for i in commonest) + ")")
-    result["estimated_mix"] = {charset.index_to_char(i): float(m) for i, m in enumerate(mix)}
+              f"{c} {m:.1%}" for c, m in commonest[:5]) + ")")
     return result
 
 
@@ -347,11 +328,8 @@ def _predict(argv: list[str]) -> None:
         problem = files.output_folder_problem(FLAGS.show, names, FLAGS.force)
         if problem:
             _fail("predict", f"--show {FLAGS.show}: {problem}")
-    recs = [recognizer.Recognizer.load(w) for w in FLAGS.workdir]
-    answers = [rec.recognize(paths, FLAGS.top_k) for rec in recs]
-    results = answers[0]
-    if len(recs) > 1:  # an ensemble: the members' mean probability
-        results = _mean_of(recs, answers, FLAGS.top_k)
+    # several workdirs: an ensemble, their mean probability
+    results = recognizer.Recognizer.load(FLAGS.workdir).recognize(paths, FLAGS.top_k)
     if FLAGS.show:
         os.makedirs(FLAGS.show, exist_ok=True)
     failed = 0
@@ -442,25 +420,9 @@ def _adapt(argv: list[str]) -> None:
           f"(accuracy on its own held-out data {result['test_accuracy']:.4f})")
 
 
-def _mean_of(recs: list, answers: list, top_k: int) -> list:
-    """Per image, the ensemble members' mean probability (each member frames it its own way)."""
-    import dataclasses
-
-    from charjax import evaluate
-
-    out = []
-    for i, first in enumerate(answers[0]):
-        if first.error:
-            out.append(first)
-            continue
-        probs = evaluate.combine([rec.probabilities(a[i].pixels[None])
-                                  for rec, a in zip(recs, answers, strict=True)])
-        out.append(dataclasses.replace(first, top=recs[0].top(probs[0], top_k)))
-    return out
-
-
 def _define_serve_flags() -> None:
-    flags.DEFINE_string("workdir", None, "Run directory to serve.")
+    flags.DEFINE_multi_string("workdir", None, "Run directory; repeat it for an ensemble.")
+    flags.DEFINE_bool("vote", False, "Ensemble by majority vote instead of mean probability.")
     flags.DEFINE_string("host", "127.0.0.1", "Address to listen on; 127.0.0.1 keeps it local.")
     flags.DEFINE_integer("port", 8000, "Port to listen on.")
     flags.mark_flags_as_required(["workdir"])
@@ -474,7 +436,7 @@ def _serve(argv: list[str]) -> None:
     from charjax import serve
 
     try:
-        serve.run_server(FLAGS.workdir, FLAGS.host, FLAGS.port)
+        serve.run_server(FLAGS.workdir, FLAGS.host, FLAGS.port, vote=FLAGS.vote)
     except serve.Stopped as e:
         print(f"charjax serve: {e}", file=sys.stderr)
 
@@ -593,7 +555,7 @@ COMMANDS: dict[str, Command] = {
         "the top-k characters of each image file (any size, colour or polarity)",
         _define_predict_flags, _predict),
     "serve": Command(
-        ("--workdir DIR [--host 127.0.0.1] [--port 8000]",),
+        ("--workdir DIR [--workdir DIR2 ... [--vote]] [--host 127.0.0.1] [--port 8000]",),
         "a web page to draw or upload a character, and a JSON API (POST /predict)",
         _define_serve_flags, _serve, trainer_signals=False),
     "export": Command(

@@ -12,7 +12,7 @@ import os
 
 import ml_collections
 
-from charjax import checkpoints, distributed, evaluate, jsonio, train, validation
+from charjax import distributed, evaluate, inference, jsonio, train, validation
 from charjax import workdir as workdir_lib
 from charjax.errors import WorkdirError
 
@@ -53,14 +53,13 @@ def _train_members(config: ml_collections.ConfigDict, workdir: str) -> dict:
         members.append(
             train.train_and_evaluate(member_config(config, index), member_workdir(workdir, index))
         )
-    restored = [checkpoints.load_for_inference(member_workdir(workdir, i)) for i in range(count)]
+    ensemble = inference.load([member_workdir(workdir, i) for i in range(count)])
     test = evaluate.load_eval_data(config.data.source, config, "test")
-    probabilities = [evaluate.predict_probabilities(state, test.images) for state, _ in restored]
-    combined = evaluate.combine(probabilities)
+    probabilities = [m.probabilities(test.images, evaluate.PREDICT_BATCH) for m in ensemble.members]
+    combined = inference.combine(probabilities)
     mean = evaluate.metrics_from_probabilities(combined, test.labels)
     vote = evaluate.metrics_from_probabilities(
-        evaluate.combine(probabilities, vote=True), test.labels
-    )
+        inference.combine(probabilities, vote=True), test.labels)
     result = {
         "members": [
             {"workdir": member_workdir(workdir, i), "seed": config.seed + i,

@@ -6,6 +6,9 @@ batch and no sample is counted twice or lost.
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -15,9 +18,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from charjax import charset, datasets, distributed, input_pipeline, layers, state
+from charjax import charset, datasets, distributed, inference, input_pipeline, layers, state
 from charjax.datasets.base import Dataset
 from charjax.reporting import plots
+
+log = logging.getLogger(__name__)
+PREDICT_BATCH = 512  # images per call when a restored run scores a dataset
 
 
 def batch_sums(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
@@ -58,8 +64,8 @@ def summarize(totals: dict[str, Any]) -> dict[str, Any]:
 
 def eval_step(train_state: state.TrainState, batch: dict[str, jax.Array]) -> tuple[dict, jax.Array]:
     """(`batch_sums` over the batch's unmasked samples, logits) with the evaluation weights."""
-    images = input_pipeline.normalize(batch["image"])
-    logits = state.forward(train_state, train_state.eval_params(), images, train=False).logits
+    predictor = inference.of_state(train_state)
+    logits, _ = inference.outputs(predictor.model, predictor.variables, batch["image"])
     return batch_sums(logits, batch["label"], batch["mask"]), logits
 
 
@@ -119,33 +125,6 @@ def evaluate_arrays(
     return result
 
 
-def predict_probabilities(
-    train_state: state.TrainState, images: np.ndarray, batch_size: int = 512
-) -> np.ndarray:
-    """Softmax probabilities [N, 62] of a model on uint8 images [N, 48, 48, 1]."""
-    model = state.for_inference(train_state)
-    index, mask = input_pipeline.padded_batches(len(images), batch_size)
-    out = [np.asarray(jax.nn.softmax(state.infer(model, jnp.asarray(images[idx]))[0]))
-           for idx in index]
-    return np.concatenate(out)[mask.reshape(-1)]
-
-
-def combine(probabilities: list[np.ndarray], vote: bool = False) -> np.ndarray:
-    """Ensemble of several models' probabilities: their mean, or a majority vote.
-
-    A vote returns the share of models that chose each class (ties go to the class with
-    the higher mean probability), so the result is still a [N, 62] score.
-    """
-    stacked = np.stack(probabilities)
-    mean = stacked.mean(0)
-    if not vote:
-        return mean
-    votes = np.zeros_like(mean)
-    for p in stacked:
-        votes[np.arange(len(p)), p.argmax(-1)] += 1.0
-    return (votes + 1e-6 * mean) / len(stacked)
-
-
 def adapt_to_class_mix(
     probabilities: np.ndarray,
     train_counts: np.ndarray,
@@ -183,6 +162,28 @@ def adapt_to_class_mix(
     return reweighted(mix), mix
 
 
+def class_mix_metrics(scores: np.ndarray, labels: np.ndarray, train_counts: np.ndarray
+                      ) -> dict[str, Any]:
+    """Metrics of `scores` re-weighted to their images' class mix (`adapt_to_class_mix`),
+    with that mix as "estimated_mix" (character -> share). A class the run never saw counts
+    once: its answers are ~0 and stay so."""
+    adapted, mix = adapt_to_class_mix(scores, np.maximum(train_counts, 1))
+    result = metrics_from_probabilities(adapted, labels)
+    result["estimated_mix"] = {charset.index_to_char(i): float(m) for i, m in enumerate(mix)}
+    return result
+
+
+def training_class_counts(workdir: str, training_labels: Callable[[], np.ndarray]) -> np.ndarray:
+    """A run's training class counts, as it recorded them (WORKDIR/class_counts.json), or
+    counted on `training_labels()` for runs older than that file."""
+    try:
+        with open(os.path.join(workdir, "class_counts.json")) as f:
+            return np.asarray(json.load(f)["train"])
+    except FileNotFoundError:
+        log.info("%s: no class_counts.json; counting the training split's classes", workdir)
+        return np.bincount(training_labels(), minlength=charset.NUM_CLASSES)
+
+
 def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """`summarize`d metrics of scores [N, 62] (probabilities, or a vote's shares) against
     labels: `batch_sums` on their logarithm, so the loss is the mean -log p(true class)."""
@@ -200,12 +201,22 @@ def ensemble_metrics(
     nothing; with `vote` the accuracies come from the vote and the loss from the members'
     mean probability (`loss_of` says which).
     """
-    mean = combine(probabilities)
-    scores = combine(probabilities, vote=True) if vote else mean
+    mean = inference.combine(probabilities)
+    scores = inference.combine(probabilities, vote=True) if vote else mean
     result = metrics_from_probabilities(scores, labels)
     if vote:
         result["loss"] = metrics_from_probabilities(mean, labels)["loss"]
     result["loss_of"] = "mean probability"
+    return result, scores
+
+
+def score(predictor: inference.Predictor | inference.Ensemble, images: np.ndarray,
+          labels: np.ndarray) -> tuple[dict, np.ndarray]:
+    """`ensemble_metrics` of a predictor (a run, or an ensemble by its members) on uint8
+    images, with the most-confused pairs, and the scores they were read from."""
+    probabilities = [m.probabilities(images, PREDICT_BATCH) for m in predictor.members]
+    result, scores = ensemble_metrics(probabilities, labels, vote=predictor.vote)
+    result["most_confused"] = most_confused_pairs(scores, labels)
     return result, scores
 
 

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from charjax import charset, files, jsonio
+from charjax import charset, files, inference, jsonio
 from charjax.errors import CharjaxError, OutputError
 from charjax.recognizer import Recognizer
 
@@ -29,35 +28,27 @@ FORMATS = ("jaxexport", "onnx")
 INPUT = "float32 [N, 48, 48, 1], 0-1, white ink on black, framed by charjax.framing.prepare"
 
 
-def plain_model(rec: Recognizer) -> Any:
-    """The recognizer's model in its plain Flax formulation (same parameters): no custom
-    call in the exported program."""
-    from charjax import kernels, models
-
-    plain = kernels.select("flax", precision=rec.config.precision)
-    return models.create_model(rec.config.model, rec.config.precision, plain.conv_block)
-
-
-def inference_fn(rec: Recognizer) -> Callable[[jax.Array], jax.Array]:
+def inference_fn(predictor: inference.Predictor) -> Callable[[jax.Array], jax.Array]:
     """float32 images [N, 48, 48, 1] in 0-1 -> logits [N, 62], the weights closed over."""
-    variables = jax.tree_util.tree_map(jnp.asarray, rec.variables)
+    variables = jax.tree_util.tree_map(jnp.asarray, predictor.variables)
 
     def logits(images: jax.Array) -> jax.Array:
-        return rec.model.apply(variables, images, train=False)
+        return inference.run_model(predictor.model, variables, images)[0]
 
     return logits
 
 
-def to_jax_export(rec: Recognizer, platforms: tuple[str, ...] | None = None) -> bytes:
-    """Serialised `jax.export.Exported` of the recognizer's logits, batch size symbolic."""
+def to_jax_export(predictor: inference.Predictor, platforms: tuple[str, ...] | None = None
+                  ) -> bytes:
+    """Serialised `jax.export.Exported` of the predictor's logits, batch size symbolic."""
     (batch,) = jax.export.symbolic_shape("n")
     spec = jax.ShapeDtypeStruct((batch, *charset.IMAGE_SHAPE), jnp.float32)
-    exported = jax.export.export(jax.jit(inference_fn(rec)), platforms=platforms)(spec)
+    exported = jax.export.export(jax.jit(inference_fn(predictor)), platforms=platforms)(spec)
     return bytes(exported.serialize())
 
 
-def to_onnx(rec: Recognizer) -> bytes:
-    """The recognizer's logits as an ONNX model (needs the `onnx` extra: jax2onnx)."""
+def to_onnx(predictor: inference.Predictor) -> bytes:
+    """The predictor's logits as an ONNX model (needs the `onnx` extra: jax2onnx)."""
     try:
         from jax2onnx import to_onnx as convert
     except ImportError:
@@ -65,7 +56,7 @@ def to_onnx(rec: Recognizer) -> bytes:
             "--format onnx needs jax2onnx and onnx: pip install 'charjax[onnx]' && "
             "pip install --no-deps 'jax2onnx>=0.17' (it pins an older orbax-checkpoint)"
         ) from None
-    model = convert(inference_fn(rec), inputs=[("N", *charset.IMAGE_SHAPE)],
+    model = convert(inference_fn(predictor), inputs=[("N", *charset.IMAGE_SHAPE)],
                     model_name="charjax")
     return model.SerializeToString()
 
@@ -86,9 +77,8 @@ def export_run(
             if os.path.lexists(path):
                 raise OutputError(f"{path}: already exists; pass --force (overwrite=True) to "
                                   "overwrite it, or pick another path")
-    rec = Recognizer.load(workdir)
-    rec = Recognizer(plain_model(rec), rec.variables, rec.config, rec.metrics)
-    blob = to_jax_export(rec) if fmt == "jaxexport" else to_onnx(rec)
+    rec = Recognizer.load(workdir, impl="flax")  # plain Flax layers: no custom call exported
+    blob = (to_jax_export if fmt == "jaxexport" else to_onnx)(rec.predictor)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     files.write_bytes(out, blob, overwrite=overwrite)
     info = {**rec.info(), "format": fmt, "input": INPUT, "output": "logits [N, 62]"}

@@ -7,8 +7,8 @@ Every image goes through `charjax.framing.prepare` with the framing stored in th
 config, so a drawing, a photo and an upload are framed as the model's training images were.
 Arrays follow one rule (`charjax.inputs`: integers 0-255, floats 0-1); a blank or noisy image
 is answered with a warning (`Result.warning`; `predict` issues it as an `InputWarning`).
-Batches are padded to a few fixed sizes, so the model is compiled once per size, not once
-per call.
+The model runs through `charjax.inference` (several runs: an ensemble), in batches padded to
+a few fixed sizes, so it is compiled once per size, not once per call.
 """
 
 from __future__ import annotations
@@ -16,21 +16,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import threading
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from PIL import Image
 
-from charjax import charset, framing, imageio, inputs, kernels, models, reading
+from charjax import charset, framing, imageio, inference, inputs, reading
 from charjax.errors import CharjaxError, DataError, InputWarning
 
-BATCH_SIZES: tuple[int, ...] = (1, 8, 64, 256)  # inputs are padded to one of these
 ImageLike = str | os.PathLike | np.ndarray | Image.Image
 
 
@@ -49,49 +45,27 @@ class Result:
 
 
 class Recognizer:
-    """A restored model, its classes and the framing its training data used."""
+    """A predictor (`charjax.inference`: a run, or several as an ensemble), its classes and
+    the framing its training data used."""
 
-    def __init__(
-        self,
-        model: Any,
-        variables: Any,
-        config: ml_collections.ConfigDict,
-        metrics: dict[str, Any] | None = None,
-    ):
-        self.model = model
-        self.variables = variables
-        self.config = config
-        self.framing = framing.check_framing(config.data.framing)
+    def __init__(self, predictor: inference.Predictor | inference.Ensemble,
+                 metrics: dict[str, Any] | None = None):
+        self.predictor = predictor
+        self.config: ml_collections.ConfigDict = predictor.config
+        self.framing: str = predictor.framing
         self.classes: tuple[str, ...] = tuple(charset.CLASSES)
         self.metrics = dict(metrics or {})
-        self._lock = threading.Lock()
-        self.workdir: str | None = None  # the run's folder, when loaded from one
-
-        def logits(variables: Any, images: jax.Array) -> jax.Array:
-            x = images.astype(jnp.float32) * (1.0 / 255.0)
-            return self.model.apply(variables, x, train=False)
-
-        self._logits = jax.jit(logits)
+        self.workdir = predictor.workdir  # the run's folder (not an ensemble's): corrections
 
     @classmethod
-    def load(
-        cls, workdir: str | os.PathLike, step: int | None = None, impl: str | None = None
-    ) -> Recognizer:
-        """The best checkpoint of a run (or `step`); `impl` swaps the model's formulation
+    def load(cls, workdir: str | os.PathLike | Sequence[str | os.PathLike],
+             step: int | None = None, impl: str | None = None, vote: bool = False
+             ) -> Recognizer:
+        """The best checkpoint of a run (or `step`), or of several runs as an ensemble
+        (their mean probability, or their `vote`); `impl` swaps the model's formulation
         (e.g. "flax": plain Flax layers, the same weights) for models that have several."""
-        from charjax import checkpoints
-
-        state, config = checkpoints.load_for_inference(workdir, step)
-        choice = kernels.select(impl or models.kernel_setting(config.model),
-                                precision=config.precision)
-        model = models.create_model(config.model, config.precision, choice.conv_block)
-        params = state.ema_params if state.ema_params is not None else state.params
-        variables = {"params": params}
-        if state.batch_stats:
-            variables["batch_stats"] = state.batch_stats
-        rec = cls(model, variables, config, _read_metrics(workdir))
-        rec.workdir = os.fspath(workdir)  # where `charjax serve` saves corrections
-        return rec
+        predictor = inference.load(workdir, impl, step=step, vote=vote)
+        return cls(predictor, predictor.workdir and _read_metrics(predictor.workdir))
 
     # ------------------------------------------------------------------ public API
     def predict(self, images: ImageLike | Sequence[ImageLike], top_k: int = 3
@@ -166,28 +140,9 @@ class Recognizer:
         return prepared
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """Softmax [N, 62] of prepared uint8 inputs [N, 48, 48, 1]."""
-        logits = self.logits(pixels)
-        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return shifted / shifted.sum(axis=-1, keepdims=True)
-
-    def logits(self, pixels: np.ndarray) -> np.ndarray:
-        """Logits [N, 62] of uint8 inputs [N, 48, 48, 1], padded to fixed batch sizes.
-
-        Thread-safe: concurrent callers (a web server's workers) take turns.
-        """
-        pixels = np.asarray(pixels)
-        if pixels.ndim != 4 or pixels.shape[1:] != charset.IMAGE_SHAPE:
-            raise ValueError(f"inputs must be [N, 48, 48, 1], got {pixels.shape}")
-        out = []
-        for chunk, size in _chunks(len(pixels)):
-            part = pixels[chunk]
-            batch = np.zeros((size, *charset.IMAGE_SHAPE), np.uint8)
-            batch[: len(part)] = part
-            with self._lock:
-                logits = np.asarray(self._logits(self.variables, batch))
-            out.append(logits[: len(part)])
-        return np.concatenate(out) if out else np.zeros((0, charset.NUM_CLASSES), np.float32)
+        """Softmax [N, 62] of prepared uint8 inputs [N, 48, 48, 1] (an ensemble's combined
+        scores); thread-safe, padded to a few compiled batch sizes (`inference.BATCH_SIZES`)."""
+        return self.predictor.probabilities(pixels)
 
     def top(self, probabilities: np.ndarray, top_k: int) -> list[tuple[str, float]]:
         best = np.argsort(-probabilities, kind="stable")[:top_k]
@@ -211,15 +166,6 @@ def check_top_k(top_k: int) -> int:
     if not 1 <= top_k <= charset.NUM_CLASSES:
         raise ValueError(f"top_k must be in 1..{charset.NUM_CLASSES}, got {top_k}")
     return int(top_k)
-
-
-def _chunks(n: int) -> Iterable[tuple[slice, int]]:
-    """Slices of at most the largest batch size, each with the padded size it runs at."""
-    largest = BATCH_SIZES[-1]
-    for start in range(0, n, largest):
-        count = min(largest, n - start)
-        size = next(s for s in BATCH_SIZES if s >= count)
-        yield slice(start, start + count), size
 
 
 def _read_metrics(workdir: str | os.PathLike) -> dict[str, Any]:

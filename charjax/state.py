@@ -1,8 +1,6 @@
-"""The train state, its creation, and the one way the model is applied.
+"""The train state, its creation, and the model in training mode (`forward`, the loss's).
 
-Training, evaluation, checkpoints and the projector all run the network through `forward`
-(or `infer`, its jitted evaluation-mode form), so the variables they feed it and the
-features they read back are the same everywhere.
+Evaluation and prediction apply the model through `charjax.inference`.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax.training import train_state
 
-from charjax import charset, input_pipeline, kernels, models, optim
+from charjax import charset, kernels, models, optim
 
 
 class TrainState(train_state.TrainState):
@@ -103,82 +101,17 @@ INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 class Output(NamedTuple):
     logits: jax.Array  # [B, 62] float32
-    batch_stats: Any  # updated in training mode, else the state's own
-    features: jax.Array | None  # [B, D] penultimate layer, when asked for
+    batch_stats: Any  # updated by batch norm
 
 
-def _sown_features(intermediates: Any) -> jax.Array | None:
-    """The last value sown under a 'features' name anywhere in the intermediates."""
-    found = None
-    for path, leaf in jax.tree_util.tree_flatten_with_path(intermediates)[0]:
-        if "features" in [getattr(k, "key", None) for k in path]:
-            found = leaf
-    return found
-
-
-def forward(
-    state: TrainState,
-    params: Any,
-    images: jax.Array,
-    *,
-    train: bool,
-    rng: jax.Array | None = None,
-    features: bool = False,
-) -> Output:
-    """The model on normalised float images [B, 48, 48, 1] with `params`.
-
-    In training mode dropout draws from `rng` and batch norm updates its statistics. With
-    `features`, the penultimate layer the model sows as `intermediates/features` comes back
-    too (the logits for a model that sows nothing).
-    """
+def forward(state: TrainState, params: Any, images: jax.Array, rng: jax.Array) -> Output:
+    """The model in training mode on normalised float images [B, 48, 48, 1] with `params`:
+    dropout draws from `rng`, batch norm updates its statistics. Everything else applies
+    the model through `charjax.inference`."""
     variables = {"params": params}
-    if state.batch_stats:
-        variables["batch_stats"] = state.batch_stats
-    mutable = []
-    if train and state.batch_stats:
-        mutable.append("batch_stats")
-    if features:
-        mutable.append("intermediates")
-    rngs = {"dropout": rng} if train else {}
-    if not mutable:
-        return Output(state.apply_fn(variables, images, train=train, rngs=rngs),
-                      state.batch_stats, None)
-    logits, mutated = state.apply_fn(variables, images, train=train, rngs=rngs,
-                                     mutable=mutable)
-    batch_stats = mutated["batch_stats"] if "batch_stats" in mutated else state.batch_stats
-    sown = None
-    if features:
-        sown = _sown_features(mutated["intermediates"] if "intermediates" in mutated else {})
-        sown = logits if sown is None else sown
-        sown = sown.reshape(sown.shape[0], -1).astype(jnp.float32)
-    return Output(logits, batch_stats, sown)
-
-
-def sows_features(state: TrainState) -> bool:
-    """Whether the model sows `intermediates/features` (checked abstractly, no compute)."""
-    probe = jax.ShapeDtypeStruct((1, *charset.IMAGE_SHAPE), jnp.float32)
-
-    def sown(s, x):
-        variables = {"params": s.params, **({"batch_stats": s.batch_stats} if s.batch_stats
-                                             else {})}
-        return s.apply_fn(variables, x, train=False, mutable=["intermediates"])[1]
-
-    intermediates = jax.eval_shape(sown, state, probe)
-    return _sown_features(intermediates) is not None
-
-
-def for_inference(state: TrainState) -> TrainState:
-    """The state evaluation needs, on this host: its evaluation weights as `params`, no
-    optimizer state. A state replicated over the devices of many hosts can then be run by
-    this host alone (only process 0 reports)."""
-    slim = state.replace(params=state.eval_params(), ema_params=None, opt_state=None, tx=None)
-    return jax.device_get(slim)
-
-
-@jax.jit
-def infer(state: TrainState, images: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(logits [B, 62], features [B, D]) of uint8 images [B, 48, 48, 1], evaluation mode,
-    with the state's `params` (pass `for_inference(state)` to use its evaluation weights)."""
-    out = forward(state, state.params, input_pipeline.normalize(images), train=False,
-                  features=True)
-    return out.logits, out.features
+    if not state.batch_stats:
+        return Output(state.apply_fn(variables, images, train=True, rngs={"dropout": rng}),
+                      state.batch_stats)
+    logits, mutated = state.apply_fn({**variables, "batch_stats": state.batch_stats}, images,
+                                     train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
+    return Output(logits, mutated["batch_stats"])

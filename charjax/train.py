@@ -68,7 +68,7 @@ def train_step(
     labels = batch["label"]
 
     def loss_fn(params):
-        out = forward(state, params, images, train=True, rng=dropout_rng)
+        out = forward(state, params, images, rng=dropout_rng)
         logits, batch_stats = out.logits, out.batch_stats
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
         if label_smoothing > 0:

@@ -54,8 +54,8 @@ def test_adapt_writes_a_run_every_command_reads(trained_run, tmp_path, monkeypat
     assert rec.framing == Recognizer.load(run).framing
     assert len(rec.predict(np.zeros((48, 48), np.uint8) + 1)[0]) == 3
     # adapted weights differ from the run's
-    before = Recognizer.load(run).variables["params"]
-    after = rec.variables["params"]
+    before = Recognizer.load(run).predictor.variables["params"]
+    after = rec.predictor.variables["params"]
     import jax
     moved = jax.tree_util.tree_map(lambda a, b: float(np.abs(a - b).max()), before, after)
     assert max(jax.tree_util.tree_leaves(moved)) > 0

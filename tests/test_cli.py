@@ -10,7 +10,7 @@ import pytest
 from cli import assert_one_line_error, run_many
 from PIL import Image
 
-from charjax import charset, checkpoints, cli, evaluate, framing
+from charjax import charset, cli, evaluate, framing, inference
 
 BAD_OVERRIDES = {
     "typo": ("--config.batch_sze=64", ["batch_sze", 'Did you mean "batch_size"']),
@@ -24,11 +24,10 @@ def runs(trained_run, tmp_path_factory):
     """Every command line of this file, run once; name -> cli.Result, and the files used."""
     workdir, _ = trained_run
     tmp = tmp_path_factory.mktemp("cli")
-    state, config = checkpoints.load_for_inference(workdir)
-    data = evaluate.load_eval_data("synthetic", config, "test")
-    seen = np.stack([framing.prepare(x, config.data.framing).pixels for x in data.images])
-    right = np.flatnonzero(evaluate.predict_probabilities(state, seen).argmax(-1)
-                           == data.labels)
+    predictor = inference.load(workdir)
+    data = evaluate.load_eval_data("synthetic", predictor.config, "test")
+    seen = np.stack([framing.prepare(x, predictor.framing).pixels for x in data.images])
+    right = np.flatnonzero(predictor.probabilities(seen).argmax(-1) == data.labels)
     assert right.size, "the tiny run should get some test images right"
     i = int(right[0])
     # dark ink on white paper, as a user would scan it; predict must invert it back
@@ -56,6 +55,9 @@ def runs(trained_run, tmp_path_factory):
         "eval-adapted": ["eval", "--workdir", str(workdir), "--dataset", "synthetic",
                          "--adapt_class_mix", "--json", str(tmp / "adapted.json")],
         "predict": ["predict", "--workdir", str(workdir), "--top_k", "3", str(known)],
+        # an ensemble of a run and itself: the run's own answers
+        "predict-twice": ["predict", "--workdir", str(workdir), "--workdir", str(workdir),
+                          "--top_k", "3", str(known)],
         "predict-bad": ["predict", "--workdir", str(workdir), str(bad)],
         # where a KeyError once printed a traceback: every command's help and missing flags
         **{f"help-{c}": [c, "--help"] for c in cli.COMMANDS},
@@ -118,8 +120,17 @@ def test_eval_adapted_to_the_class_mix_reports_both_scores(runs, trained_run):
     counts = json.loads((files["workdir"] / "class_counts.json").read_text())["train"]
     assert len(counts) == 62 and sum(counts) == 62 * 6  # the tiny run's training split
     adapted = metrics["adapted_to_class_mix"]
-    assert sum(adapted["estimated_mix"].values()) == pytest.approx(1.0)
-    assert adapted["n"] == metrics["n"] and 0 < adapted["accuracy"] <= 1
+    # recomputed here: the test split's probabilities re-weighted by the reported mix over
+    # the recorded training mix must give back that mix (the EM's fixed point) and the
+    # reported accuracy against the known labels
+    predictor = inference.load(files["workdir"])
+    data = evaluate.load_eval_data("synthetic", predictor.config, "test")
+    mix = np.array([adapted["estimated_mix"][c] for c in charset.CLASSES])
+    reweighted = predictor.probabilities(data.images, 512) * mix / (np.array(counts) / sum(counts))
+    reweighted /= reweighted.sum(1, keepdims=True)
+    np.testing.assert_allclose(reweighted.mean(0), mix, atol=1e-5)
+    assert adapted["n"] == len(data.labels) == 62
+    assert adapted["accuracy"] == pytest.approx(np.mean(reweighted.argmax(1) == data.labels))
     assert f"adapted to the estimated class mix: accuracy {adapted['accuracy']:.4f}" in run.stdout
     assert f"accuracy {trained_run[1]['test_accuracy']:.4f}" in run.stdout  # the plain score
 
@@ -136,6 +147,12 @@ def test_predict_names_the_right_character_for_a_known_image(runs):
     line = run.stdout.strip()
     assert line.startswith(f"{files['known']}: {files['label']} ")
     assert len(line.split(": ", 1)[1].split("  ")) == 3
+
+
+def test_predict_with_two_workdirs_answers_as_their_ensemble(runs):
+    results, _ = runs
+    assert results["predict-twice"].returncode == 0, results["predict-twice"].stderr
+    assert results["predict-twice"].stdout == results["predict"].stdout
 
 
 def test_predict_an_unreadable_image_is_one_readable_line(runs):

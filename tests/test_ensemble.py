@@ -7,7 +7,9 @@ import pytest
 from cli import run_many
 from conftest import tiny_overrides
 
-from charjax import evaluate
+import charjax
+from charjax import charset, evaluate, inference
+from charjax.errors import CheckpointError
 
 
 def test_mean_probability_and_vote_combine_differently():
@@ -15,8 +17,8 @@ def test_mean_probability_and_vote_combine_differently():
     a = np.array([[0.6, 0.4, 0.0], [0.1, 0.2, 0.7]])
     b = np.array([[0.0, 0.55, 0.45], [0.2, 0.5, 0.3]])
     c = np.array([[0.0, 0.51, 0.49], [0.3, 0.4, 0.3]])
-    mean = evaluate.combine([a, b, c])
-    vote = evaluate.combine([a, b, c], vote=True)
+    mean = inference.combine([a, b, c])
+    vote = inference.combine([a, b, c], vote=True)
     np.testing.assert_allclose(mean, (a + b + c) / 3)
     assert mean.argmax(-1).tolist() == [1, 2]
     assert vote.argmax(-1).tolist() == [1, 1]
@@ -27,8 +29,33 @@ def test_mean_probability_and_vote_combine_differently():
 def test_vote_outvotes_one_confident_model():
     confident = np.array([[0.99, 0.01]])
     unsure = np.array([[0.4, 0.6]])
-    assert evaluate.combine([confident, unsure, unsure]).argmax(-1)[0] == 0
-    assert evaluate.combine([confident, unsure, unsure], vote=True).argmax(-1)[0] == 1
+    assert inference.combine([confident, unsure, unsure]).argmax(-1)[0] == 0
+    assert inference.combine([confident, unsure, unsure], vote=True).argmax(-1)[0] == 1
+
+
+def test_an_ensemble_is_a_predictor_and_answers_the_recognizer(trained_run):
+    first, second = (inference.load(trained_run[0], step=s) for s in (1, 2))
+    images = evaluate.load_eval_data("synthetic", first.config, "test").images[:20]
+    p, q = first.probabilities(images), second.probabilities(images)
+    assert np.abs(p - q).max() > 1e-3  # two epochs: two models
+    mean = inference.Ensemble([first, second])
+    np.testing.assert_allclose(mean.probabilities(images), (p + q) / 2, rtol=1e-6)
+    vote = inference.Ensemble([first, second, second], vote=True).probabilities(images)
+    np.testing.assert_array_equal(vote.argmax(-1), q.argmax(-1))  # two votes of three
+    loaded = inference.load([trained_run[0], trained_run[0]], vote=True)
+    assert isinstance(loaded, inference.Ensemble) and loaded.vote and len(loaded.members) == 2
+    rec = charjax.Recognizer(mean)  # so predict, read and serve
+    (top,) = rec.predict(images[:1, ..., 0], top_k=2)
+    want = np.argsort(-mean.probabilities(rec.prepare(images[0, ..., 0]).pixels[None])[0])
+    assert [c for c, _ in top] == [charset.CLASSES[i] for i in want[:2]]
+
+
+def test_runs_framed_differently_make_no_ensemble(trained_run):
+    run = inference.load(trained_run[0])
+    config = run.config.copy_and_resolve_references()
+    config.data.framing = "line" if run.framing == "fit" else "fit"
+    with pytest.raises(CheckpointError, match="must share a framing"):
+        inference.Ensemble([run, inference.Predictor(run.model, run.variables, config, "b")])
 
 
 def test_metrics_from_probabilities():

@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT
 
 import charjax
-from charjax import evaluate, export
+from charjax import evaluate, export, inference
 
 # Run in a fresh interpreter with only jax (and numpy) importable as far as the code goes:
 # it must not import charjax or flax to run the exported model.
@@ -52,7 +52,7 @@ def test_jax_export_reloads_in_a_fresh_process_with_the_same_logits(exports, inp
     assert results["fresh"].returncode == 0, results["fresh"].stderr
     meta = json.loads(out.with_name("model.jaxexport.json").read_text())
     assert meta["classes"] == "".join(rec.classes) and meta["framing"] == rec.framing
-    want = rec.logits(images)
+    want = rec.predictor.outputs(images)[0]
     for n in (7, 2):  # the batch dimension is symbolic
         np.save(tmp_path / "x.npy", images[:n].astype(np.float32) / 255)
         subprocess.run([sys.executable, "-c", RELOAD, str(out), str(tmp_path / "x.npy"),
@@ -79,12 +79,11 @@ def test_onnx_export_matches_onnxruntime(inputs, tmp_path):
     pytest.importorskip("jax2onnx", reason="ONNX export is optional: pip install -e '.[onnx]'")
     ort = pytest.importorskip("onnxruntime", reason="pip install -e '.[onnx]'")
     rec, images = inputs
-    flax_rec = charjax.Recognizer(export.plain_model(rec), rec.variables, rec.config)
-    blob = export.to_onnx(flax_rec)
+    blob = export.to_onnx(inference.load(rec.workdir, impl="flax"))
     session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     got = session.run(None, {name: images.astype(np.float32) / 255})[0]
-    np.testing.assert_allclose(got, rec.logits(images), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got, rec.predictor.outputs(images)[0], atol=1e-5, rtol=0)
 
 
 def test_unknown_format_is_one_line(trained_run, tmp_path):

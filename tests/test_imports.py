@@ -99,16 +99,61 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_layering():
     graph = import_graph()
-    # the core: state is used by training, evaluation, checkpoints and the projector
-    for user in ("charjax.train", "charjax.evaluate", "charjax.checkpoints",
-                 "charjax.reporting.projector"):
+    # the core: state is used by training, evaluation and checkpoints
+    for user in ("charjax.train", "charjax.evaluate", "charjax.checkpoints"):
         assert "charjax.state" in graph[user], user
+    # every inference path goes through charjax.inference, which sits below all of them
+    for user in ("charjax.evaluate", "charjax.recognizer", "charjax.export",
+                 "charjax.reporting.projector", "charjax.ensemble", "charjax.cli"):
+        assert "charjax.inference" in graph[user], user
+    assert not graph["charjax.inference"] & {"charjax.evaluate", "charjax.recognizer",
+                                             "charjax.train", "charjax.reporting.projector"}
     assert {"charjax.checkpoints", "charjax.evaluate"} <= graph["charjax.train"]
     for module, imported in graph.items():
         if module != "charjax.__main__":
             assert "charjax.cli" not in imported, f"{module} imports the CLI"
         if module not in ("charjax.ensemble", "charjax.cli"):
             assert "charjax.train" not in imported, f"{module} imports the trainer"
+
+
+def _model_applications(source: str) -> dict[str, list[int]]:
+    """Function name -> lines where it applies a model: calls `X.apply(variables, ...)` (a
+    Flax module's apply always takes the variables, unlike `malloc_tuning.apply()`) or
+    `X.apply_fn(...)` (a TrainState's handle to it), and any other use of `X.apply` (a
+    model's apply handed to jit, say) but `apply_fn=model.apply` in `create_train_state`."""
+    found: dict[str, list[int]] = {}
+
+    def visit(node: ast.AST, function: str) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            function = node.name
+        children = list(ast.iter_child_nodes(node))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            name, has_args = node.func.attr, bool(node.args or node.keywords)
+            if (name == "apply" and has_args) or name == "apply_fn":
+                found.setdefault(function, []).append(node.lineno)
+            children = [*node.args, *node.keywords, node.func.value]  # not the callee again
+        elif isinstance(node, ast.Attribute) and node.attr == "apply" and \
+                function != "create_train_state":
+            found.setdefault(function, []).append(node.lineno)
+        for child in children:
+            visit(child, function)
+
+    visit(ast.parse(source), "<module>")
+    return found
+
+
+def test_a_model_is_applied_in_two_places_only():
+    """Outside training's loss (`state.forward`, training mode), every inference path (eval,
+    predict, serve, export, the projector, ensembles) runs `charjax.inference.run_model`."""
+    found = {(name, function): lines for name, path in _modules().items()
+             for function, lines in _model_applications(
+                 open(path, encoding="utf-8").read()).items()}
+    assert set(found) == {("charjax.inference", "run_model"), ("charjax.state", "forward")}, \
+        f"a model applied outside charjax.inference.run_model and state.forward: {found}"
+    sample = ("def f(m, v, x):\n    g = jax.jit(m.apply)\n    return m.apply(v, x)\n"
+              "def h(s):\n    tuning.apply()\n    s.apply_gradients(grads=1)\n"
+              "    return s.apply_fn({}, 1)\n")
+    assert _model_applications(sample) == {"f": [2, 3], "h": [7]}  # the finder finds them
 
 
 KERNEL_NAMES = {"onednn", "fast", "flax"}

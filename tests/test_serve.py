@@ -53,6 +53,16 @@ def test_page_health_and_model(client, rec, trained_run):
     assert info["test_accuracy"] == pytest.approx(trained_run[1]["test_accuracy"])
 
 
+def test_an_ensemble_is_served_with_its_scores(trained_run, rec, glyph):
+    voted = charjax.Recognizer.load([trained_run[0]] * 2, vote=True)
+    assert voted.workdir is None  # corrections belong to one run
+    answer = TestClient(serve.create_app(voted)).post(
+        "/predict", content=_png(glyph), headers={"content-type": "image/png"}).json()
+    char, p = rec.predict(glyph, top_k=1)[0][0]
+    assert answer["top"][0]["char"] == char  # both members vote for it: all the votes
+    assert answer["top"][0]["p"] == pytest.approx((2 + 1e-6 * p) / 2, abs=2e-7)
+
+
 def test_the_three_request_forms_give_the_api_answer(client, rec, glyph):
     want = rec.predict(glyph, top_k=5)[0]
     answers = [

@@ -10,6 +10,7 @@ from conftest import ROOT, tiny_config, tiny_overrides
 
 from charjax import checkpoints, cli, evaluate, framing, jsonio, models, optim, validation
 from charjax.errors import CheckpointError, ConfigError
+from charjax.inference import combine
 
 
 def test_the_default_and_every_shipped_config_pass():
@@ -105,11 +106,11 @@ def test_the_vote_reports_the_mean_probability_loss():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 62, 50)
     members = [rng.dirichlet(np.ones(62), 50) for _ in range(3)]
-    mean = evaluate.metrics_from_probabilities(evaluate.combine(members), labels)
+    mean = evaluate.metrics_from_probabilities(combine(members), labels)
     voted, scores = evaluate.ensemble_metrics(members, labels, vote=True)
     assert voted["loss"] == pytest.approx(mean["loss"])
     assert voted["loss_of"] == "mean probability"
     assert voted["accuracy"] == evaluate.metrics_from_probabilities(scores, labels)["accuracy"]
     # the old way, a cross-entropy on vote shares, gives another number
-    shares = evaluate.metrics_from_probabilities(evaluate.combine(members, vote=True), labels)
+    shares = evaluate.metrics_from_probabilities(combine(members, vote=True), labels)
     assert shares["loss"] != pytest.approx(mean["loss"])

@@ -19,11 +19,10 @@ import os
 import shutil
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from charjax import charset, files, input_pipeline, state
+from charjax import charset, files, inference
 
 log = logging.getLogger(__name__)
 
@@ -142,17 +141,11 @@ def penultimate_features(
 
     Features are what the model sows as `intermediates/features` (the layer before the
     classifier); a model that sows nothing gets its logits used instead, with a warning.
-    Runs `state.infer` with the evaluation weights, on this host's default device (see
-    `state.for_inference`), padded to whole batches so one compiled function serves them.
+    Runs `charjax.inference` with the evaluation weights, on this host, padded to whole
+    batches so one compiled function serves them.
     """
-    model = state.for_inference(train_state)
-    if not state.sows_features(model):
+    predictor = inference.of_state(train_state, host=True)
+    if not predictor.sows_features():
         log.warning("the model sows no intermediates/features; the projector shows logits")
-    index, mask = input_pipeline.padded_batches(len(images), batch_size)
-    features, logits = [], []
-    for idx in index:
-        lg, f = state.infer(model, jnp.asarray(images[idx]))
-        features.append(np.asarray(f))
-        logits.append(np.asarray(lg))
-    keep = mask.reshape(-1)
-    return np.concatenate(features)[keep], np.concatenate(logits)[keep]
+    logits, features = predictor.outputs(images, batch_size)
+    return features, logits

@@ -15,7 +15,7 @@ may cost is bounded whatever its bytes claim (`Limits`):
 
 `read_input` is the one place a request body becomes an image (multipart, raw image or
 JSON pixels); an endpoint names the extra fields it takes. The model call is serialised by
-the Recognizer's lock, so concurrent requests are safe.
+the predictor's lock (charjax.inference), so concurrent requests are safe.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -264,10 +264,12 @@ def _raise_stopped(signum: int, frame: Any) -> None:
 
 
 def run_server(
-    workdir: str, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None
+    workdir: str | Sequence[str], host: str = "127.0.0.1", port: int = 8000,
+    limits: Limits | None = None, vote: bool = False,
 ) -> None:
-    """Serves the run until SIGINT or SIGTERM, which raise Stopped once the server has
-    shut down. The port is taken before the model loads, so a busy one fails at once."""
+    """Serves the run (several: an ensemble, by mean probability or `vote`) until SIGINT or
+    SIGTERM, which raise Stopped once the server has shut down. The port is taken before
+    the model loads, so a busy one fails at once."""
     import uvicorn
 
     main_thread = threading.current_thread() is threading.main_thread()
@@ -278,10 +280,11 @@ def run_server(
     try:
         sock = listen(host, port)
         try:
-            rec = recognizer.Recognizer.load(workdir)
-            rec.logits(np.zeros((1, 48, 48, 1), np.uint8))  # compile before the first request
+            rec = recognizer.Recognizer.load(workdir, vote=vote)
+            rec.probabilities(np.zeros((1, 48, 48, 1), np.uint8))  # compile before a request
             shown = f"[{host}]" if ":" in host else host
-            _log.info("serving %s (%s, %s framing) on http://%s:%d", workdir,
+            runs = " + ".join([workdir] if isinstance(workdir, str) else workdir)
+            _log.info("serving %s (%s, %s framing) on http://%s:%d", runs,
                       rec.config.model.name, rec.framing, shown, port)
             config = uvicorn.Config(create_app(rec, limits=limits), log_level="warning",
                                     limit_concurrency=MAX_CONNECTIONS, lifespan="off")
