@@ -203,6 +203,8 @@ def upgrade_config(stored: dict) -> ml_collections.ConfigDict:
         data["framing"] = synthetic.pop("framing")
     elif "data" in stored and "framing" not in data:
         data["framing"] = "line"  # runs from before framing was a setting drew line-framed
+    if "data" in stored and "preparation" not in data:
+        data["preparation"] = 1  # folder images as runs before it read them
     config = schema.get_config()
     _overlay(config, stored)
     return config

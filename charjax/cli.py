@@ -191,9 +191,15 @@ def _define_force_flag(what: str) -> None:
     flags.DEFINE_bool("force", False, f"Overwrite {what} if it exists (never done without it).")
 
 
+def _dataset_specs() -> str:
+    from charjax.datasets import sources
+
+    return sources.usages()
+
+
 def _define_eval_flags() -> None:
     flags.DEFINE_multi_string("workdir", None, "Run directory; repeat it for an ensemble.")
-    flags.DEFINE_string("dataset", None, "Dataset spec: synthetic, npz:PATH, ...")
+    flags.DEFINE_string("dataset", None, f"Dataset spec: {_dataset_specs()}.")
     flags.DEFINE_enum("split", "auto", SPLITS, "auto (the run's test split of its own data, "
                       "else all), all, train, validation or test.")
     flags.DEFINE_bool("vote", False, "Ensemble by majority vote instead of mean probability.")
@@ -464,8 +470,7 @@ def _export(argv: list[str]) -> None:
 
 
 def _define_data_flags() -> None:
-    flags.DEFINE_string("dataset", None, "Dataset spec: synthetic, npz:PATH, folder:PATH, "
-                        "tfds:NAME[:SPLIT].")
+    flags.DEFINE_string("dataset", None, f"Dataset spec: {_dataset_specs()}.")
     flags.DEFINE_string("out", None, "export: a new or empty folder; preview: a .png file.")
     _define_config_flag("Optional config file; its data block (folder pattern, skip_bad, "
                         "synthetic size, tfds_data_dir) and augment block are used.")
@@ -601,8 +606,14 @@ def _overview() -> str:
         "",
         "CONFIG: a shipped config by name (default, emnist, tutorial, ...) or a config file's "
         "path.",
-        "dataset specs: synthetic, npz:PATH, folder:PATH, tfds:emnist/byclass[:SPLIT], "
-        "tfds:synthetic",
+        "dataset specs (--dataset, config.data.source):",
+    ]
+    from charjax.datasets import sources
+
+    for source in sources.registered():
+        lines += textwrap.wrap(f"{source.usage:<18}{source.help}", 96, initial_indent="  ",
+                               subsequent_indent=" " * 20, break_on_hyphens=False)
+    lines += [
         "",
         "run `charjax COMMAND --help` for a command's flags.",
     ]

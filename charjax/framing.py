@@ -14,6 +14,10 @@ way), so training and inference cannot drift apart. Two framings:
 In both, the polarity (dark ink on light paper is inverted), the background level and the
 stroke width (a pen's width and a drawing's size are artefacts of the canvas) are
 normalised, so the model sees white strokes of the training set's typical width on black.
+
+`prepare` is the one way to a model input, for predict, serve, reading and folder:PATH images
+alike; it is versioned (PREPARATION, stored as config.data.preparation), so an older run's
+folder images are still read as it was trained on them.
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from charjax import charset
+from charjax import charset, imageio
 
 SIZE: int = charset.IMAGE_SIZE
 FRAMINGS: tuple[str, ...] = ("line", "fit")
+# 2: folder images are prepared exactly as a user's image is. 1: as before that (fit kept the
+# image's own stroke width; line resized the whole 8-bit image), for runs stored without it.
+PREPARATION: int = 2
 
 # fit: the ink box's longer side, pixels; measured on real EMNIST (about 22 of 28 pixels at
 # half intensity, centred by the box, not by the centre of mass).
@@ -65,6 +72,12 @@ def check_framing(framing: str) -> str:
     if framing not in FRAMINGS:
         raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
     return framing
+
+
+def check_preparation(preparation: int) -> int:
+    if preparation not in range(1, PREPARATION + 1) or isinstance(preparation, bool):
+        raise ValueError(f"preparation must be 1..{PREPARATION}, got {preparation!r}")
+    return preparation
 
 
 def line_guides() -> dict[str, float]:
@@ -124,16 +137,17 @@ def stroke_width(mask: np.ndarray) -> float:
 
 
 def prepare(
-    image: Image.Image | np.ndarray, framing: str = "fit", redraw_strokes: bool = True
+    image: Image.Image | np.ndarray, framing: str = "fit", preparation: int = PREPARATION
 ) -> Prepared:
     """Any image of one character -> the model's 48x48 input, framed as the model was trained.
 
     `image`: a Pillow image (any mode) or an array [H, W], [H, W, 1|2|3|4] (uint8 0-255 or
     float 0-1). The warning is set for a blank or near-blank image (the answer is noise).
-    `redraw_strokes=False` keeps the image's own stroke width (for training sets, whose
-    variety of pens is part of the data); users' drawings are redrawn at the typical width.
+    `preparation` 1 is how folder images of older runs were read (see PREPARATION).
     """
     check_framing(framing)
+    if check_preparation(preparation) == 1 and framing == "line":
+        return Prepared(_whole_image_v1(image)[..., None])
     ink, contrast = ink_image(image)
     if ink.shape[0] > _MAX_SIDE or ink.shape[1] > _MAX_SIDE:
         ink = _reduce(ink)
@@ -145,14 +159,12 @@ def prepare(
     extent = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
     if mask.sum() < MIN_INK_PIXELS or extent < MIN_INK_EXTENT * max(mask.shape):
         warning = "near-blank image: only a speck of ink to recognise"
-    return Prepared(_frame(ink, mask, framing, redraw_strokes)[..., None], warning)
+    return Prepared(_frame(ink, mask, framing, redraw=preparation > 1)[..., None], warning)
 
 
 def _luminance_alpha(image: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """float32 gray [H, W] and alpha [H, W] (or None) in [0, 1] from a Pillow image or array."""
-    if isinstance(image, Image.Image):
-        return _pil_luminance_alpha(image)
-    arr = np.asarray(image)
+    arr = imageio.gray_alpha(image) if isinstance(image, Image.Image) else np.asarray(image)
     if arr.dtype == bool:
         arr = arr.astype(np.float32)
     if arr.ndim == 3 and arr.shape[-1] == 1:
@@ -184,20 +196,28 @@ def _luminance_alpha(image: Any) -> tuple[np.ndarray, np.ndarray | None]:
     return gray.astype(np.float32), alpha
 
 
-def _pil_luminance_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
-    mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return _luminance_alpha(np.asarray(image))
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        mode == "P" and "transparency" in image.info
-    ):
-        la = np.asarray(image.convert("RGBA").convert("LA"), np.float32) / 255.0
-        return la[..., 0], la[..., 1]
-    try:
-        gray = image.convert("L")
-    except ValueError:  # modes without a direct path to 'L' (LAB, HSV, ...)
-        gray = image.convert("RGB").convert("L")
-    return np.asarray(gray, np.float32) / 255.0, None
+def _whole_image_v1(image: Image.Image | np.ndarray) -> np.ndarray:
+    """Preparation 1's line framing: 8-bit gray (alpha over white), inverted when the border
+    is light, resized whole into the frame (aspect kept) and centred on black; uint8 [S, S]."""
+    gray = imageio.gray_alpha(image if isinstance(image, Image.Image) else Image.fromarray(image))
+    if gray.ndim == 3:
+        level, alpha = gray[..., 0].astype(np.uint16), gray[..., 1].astype(np.uint16)
+        gray = ((level * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+    elif gray.dtype != np.uint8:  # 16-bit, 32-bit or float levels
+        top = gray.max(initial=0)
+        white = 1.0 if gray.dtype.kind == "f" and top <= 1.0 else 65535.0 if top > 255 else 255.0
+        gray = np.clip(gray * (255.0 / white) + 0.5, 0, 255).astype(np.uint8)
+    if np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])) > 127.5:
+        gray = 255 - gray
+    h, w = gray.shape
+    if max(h, w) != SIZE:
+        new_w, new_h = max(1, round(w * SIZE / max(h, w))), max(1, round(h * SIZE / max(h, w)))
+        method = Image.Resampling.LANCZOS if max(h, w) > SIZE else Image.Resampling.BILINEAR
+        gray = np.asarray(Image.fromarray(gray).resize((new_w, new_h), method, reducing_gap=3.0))
+        h, w = new_h, new_w
+    canvas = np.zeros((SIZE, SIZE), np.uint8)
+    canvas[(SIZE - h) // 2 : (SIZE - h) // 2 + h, (SIZE - w) // 2 : (SIZE - w) // 2 + w] = gray
+    return canvas
 
 
 def _reduce(ink: np.ndarray) -> np.ndarray:

@@ -134,11 +134,6 @@ def host_arrays(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     return dataset.images, dataset.labels.astype(np.int32)
 
 
-def to_device(dataset: Dataset) -> tuple[jax.Array, jax.Array]:
-    """Places the uint8 images and int32 labels on the default device, once."""
-    return jnp.asarray(dataset.images), jnp.asarray(dataset.labels.astype(np.int32))
-
-
 def normalize(images: jax.Array) -> jax.Array:
     """uint8 [0, 255] -> float32 [0, 1]; the model's input convention."""
     return images.astype(jnp.float32) * (1.0 / 255.0)

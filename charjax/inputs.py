@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from charjax import imageio
 from charjax.errors import DataError
 
 ACCEPTED = ("a file path, a PIL image, or a numpy array [H, W] or [H, W, 1|2|3|4] "
@@ -159,22 +160,10 @@ def is_noise(image: Image.Image | np.ndarray) -> bool:
 def _small(image: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
     """`image` box-reduced to at most NOISE_SIDE pixels on a side (cheap: it is only measured)."""
     if isinstance(image, Image.Image):
-        factor = -(-max(image.size) // NOISE_SIDE)
-        if factor <= 1:
-            return image
-        if image.mode == "1":
-            image = image.convert("L")
-        elif image.mode in ("P", "PA"):
-            image = image.convert("RGBA")
-        elif image.mode.startswith("I;16"):
-            image = image.convert("I")
-        for attempt in (lambda: image.reduce(factor),
-                        lambda: image.convert("RGBA").reduce(factor)):
-            try:
-                return attempt()
-            except (ValueError, NotImplementedError, OSError):  # a mode reduce() lacks
-                continue
-        return image  # measured at full size: slower, never wrong
+        try:
+            return imageio.reduced(image, NOISE_SIDE)
+        except (ValueError, NotImplementedError, OSError):  # a mode Pillow cannot reduce
+            return image  # measured at full size: slower, never wrong
     arr = np.asarray(image)
     factor = -(-max(arr.shape[:2]) // NOISE_SIDE)
     if factor <= 1:

@@ -51,14 +51,6 @@ def _corners(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     return x[:, 0::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 0::2], x[:, 1::2, 1::2]
 
 
-def _pool_with_argmax(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Max of each 2x2 window and the position (0..3, row-major) of its first maximum."""
-    a, b, c, d = _corners(x)
-    y = jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
-    first = jnp.where(a == y, 0, jnp.where(b == y, 1, jnp.where(c == y, 2, 3)))
-    return y, first.astype(jnp.int8)
-
-
 def _unpool(g: jax.Array, first: jax.Array) -> jax.Array:
     """Scatters g [B, H/2, W/2, C] to the recorded window positions of a [B, H, W, C] array."""
     bsz, h2, w2, c = g.shape
@@ -67,29 +59,6 @@ def _unpool(g: jax.Array, first: jax.Array) -> jax.Array:
     gx = jnp.where(pos == first[:, :, None, :, None, :], g[:, :, None, :, None, :],
                    jnp.zeros((), g.dtype))
     return gx.reshape(bsz, 2 * h2, 2 * w2, c)
-
-
-@jax.custom_vjp
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-    """2x2 max-pool, stride 2, VALID (H and W even): `nn.max_pool(x, (2, 2), (2, 2))`.
-
-    The gradient goes to the first maximum of each window in row-major order, as
-    XLA's select_and_scatter does. (Autodiff of `max` would split it among ties, and
-    ties are common: blank image regions give equal activations.) The model uses
-    `conv_relu_pool`; this standalone pool is for other layer stacks.
-    """
-    return _pool_with_argmax(x)[0]
-
-
-def _max_pool_fwd(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return _pool_with_argmax(x)
-
-
-def _max_pool_bwd(first: jax.Array, g: jax.Array) -> tuple[jax.Array]:
-    return (_unpool(g, first),)
-
-
-max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 def conv_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -247,7 +216,7 @@ def _make_block(forward, kernel_grad, input_grad, doc: str):
 
 conv_relu_pool = _make_block(
     _block_forward, _kernel_grad, _input_grad,
-    """relu(max_pool_2x2(conv_valid(x, kernel) + bias)), written as relu(pool(conv) + bias).
+    """relu(max_pool(conv_valid(x, kernel) + bias)), written as relu(pool(conv) + bias).
 
     max(a + b) = max(a) + b and relu is monotone, so the two orders agree bit for bit;
     this one adds and clips a quarter of the elements. The backward pass is written by

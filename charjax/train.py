@@ -249,7 +249,7 @@ def load_splits(
     if workdir is None:
         dataset = datasets.load(config.data.source, config.data)
     else:
-        dataset = datasets.load_for_training(config.data, workdir)
+        dataset = datasets.load_for_training(config.data, workdir)[0]
     return _split_and_mix(dataset, config.data)
 
 
@@ -303,8 +303,7 @@ def _train_claimed(
     if stored is not None:
         run_folder.check_resume_config(workdir, stored, config)
     # Data before Orbax starts threads and before any write: bad data exits cleanly.
-    dataset, skipped = datasets.load_with_skipped(config.data.source, config.data)
-    datasets.require_classes(dataset, config.data.source)
+    dataset, skipped = datasets.load_for_training(config.data)
     splits = _split_and_mix(dataset, config.data)
     counts = np.bincount(dataset.labels)
     validation.check_splits(

@@ -12,17 +12,15 @@ mends it.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from charjax import charset, framing, kernels, models, optim, parallel
+from charjax import charset, framing, kernels, models, optim
+from charjax.datasets import sources
 from charjax.errors import ConfigError, DivergedError
 from charjax.reporting.reporter import PROGRESS_MODES
-
-SOURCE_KINDS = ("synthetic", "npz:PATH", "folder:PATH", "tfds:NAME[:SPLIT]")
 
 _MISSING = object()
 
@@ -64,10 +62,12 @@ class _Checker:
                 "lists every field)")
         return value
 
-    def integer(self, field: str, minimum: int, example: int, why: str = "") -> int:
+    def integer(self, field: str, minimum: int, example: int, why: str = "",
+                maximum: float = math.inf) -> int:
         value = self.value(field)
-        if not _is_int(value) or value < minimum:
-            raise _fail(field, value, f"must be a whole number >= {minimum}{why}",
+        if not _is_int(value) or not minimum <= value <= maximum:
+            bound = f">= {minimum}" if math.isinf(maximum) else f"in {minimum}..{maximum}"
+            raise _fail(field, value, f"must be a whole number {bound}{why}",
                         f"e.g. --config.{field}={example}")
         return int(value)
 
@@ -164,18 +164,18 @@ def check_backend_fields(config: Any) -> None:
     c.boolean("compilation_cache")
 
 
-def _source_kind(c: _Checker, field: str) -> str:
-    """The kind of the dataset spec in `field` (synthetic, npz, folder or tfds)."""
+def _source(c: _Checker, field: str) -> sources.Source:
+    """The registered source the dataset spec in `field` names."""
     spec = c.text(field)
-    kind, colon, arg = spec.partition(":")
-    if not ((kind == "synthetic" and not colon) or (kind in ("npz", "folder", "tfds") and arg)):
-        raise _fail(field, spec, "unknown dataset spec", f"use one of {', '.join(SOURCE_KINDS)}")
-    return kind
+    found = sources.find(spec)
+    if found is None:
+        raise _fail(field, spec, "unknown dataset spec", f"use one of {sources.usages()}")
+    return found[0]
 
 
 def _check_data(c: _Checker) -> None:
-    kind = _source_kind(c, "data.source")
-    mix_kind = _source_kind(c, "data.train_mix") if c.text("data.train_mix") else ""
+    used = [_source(c, "data.source")]
+    used += [_source(c, "data.train_mix")] if c.text("data.train_mix") else []
     why = " (the best epoch is chosen on the validation split, and the test split scores it)"
     val_count, test_count = c.value("data.val_count"), c.value("data.test_count")
     if (val_count is None) != (test_count is None):
@@ -195,24 +195,11 @@ def _check_data(c: _Checker) -> None:
     c.integer("data.split_seed", 0, 0)
     c.text("data.cache_dir")
     c.boolean("data.skip_bad")
-    c.text("data.tfds_data_dir")
     c.choice("data.framing", framing.FRAMINGS)
-    if "synthetic" in (kind, mix_kind):
-        c.integer("data.synthetic.num_images", charset.NUM_CLASSES, 62 * 800,
-                  f" (at least one image of each of the {charset.NUM_CLASSES} classes)")
-        c.integer("data.synthetic.seed", 0, 0)
-        c.integer("data.synthetic.workers", 0, 2, " (0: every core)")
-        parallel.env_cap()  # a bad CHARJAX_WORKERS fails here, before any work
-    pattern = c.text("data.folder.pattern")
-    if kind == "folder" and pattern:  # empty: the built-in pattern
-        try:
-            regex = re.compile(pattern)
-        except re.error as e:
-            raise ConfigError(f"--config.data.folder.pattern: {pattern} is not a valid regex "
-                              f"({e}); fix the pattern or leave the default") from None
-        if "label" not in regex.groupindex:
-            raise ConfigError(f"--config.data.folder.pattern: {pattern} has no named group "
-                              "(?P<label>...); put one around the label token")
+    c.integer("data.preparation", 1, framing.PREPARATION, " (how image files are prepared)",
+              maximum=framing.PREPARATION)
+    for source in used:
+        source.check(c)
 
 
 def _check_augment(c: _Checker) -> None:

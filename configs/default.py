@@ -80,7 +80,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Where the images come from and how they are split (charjax/datasets/).
     config.data = ml_collections.ConfigDict()
-    config.data.source = "synthetic"  # or npz:PATH, folder:PATH, tfds:emnist/byclass[:SPLIT]
+    # A source spec: `charjax --help` lists the registered ones (charjax/datasets/sources.py),
+    # e.g. npz:PATH, folder:PATH, tfds:emnist/byclass[:SPLIT]. Each reads its own block below.
+    config.data.source = "synthetic"
     # The split is stratified: each class is split by these fractions (rounded per class),
     config.data.val_fraction = 0.1  # share of each class held out for validation
     config.data.test_fraction = 0.1  # share of each class held out for the test
@@ -101,6 +103,11 @@ def get_config() -> ml_collections.ConfigDict:
     # how the synthetic set is drawn and how folder:PATH images are cropped ("fit": to the
     # ink); npz and tfds arrays are taken as framed already (EMNIST is "fit").
     config.data.framing = "fit"  # reads real handwriting far better (benchmarks/RESULTS.md)
+    # How image files (folder:PATH) become inputs, stored with the model so an older run's are
+    # still read as it was trained: 2 is exactly as predict and serve prepare a user's image
+    # (charjax.framing.prepare, strokes redrawn); 1 is older runs' (fit kept each image's own
+    # stroke width, line resized the whole image).
+    config.data.preparation = 2
     config.data.synthetic = ml_collections.ConfigDict()
     config.data.synthetic.num_images = 62 * 2400  # source "synthetic": images, balanced
     config.data.synthetic.seed = 0  # the generator's seed: same seed, same pixels

@@ -192,8 +192,8 @@ def test_load_for_training_writes_the_skipped_list(tmp_path):
     _write(root / "A_0002.png", b"")
     _write(root / "notes.txt", b"x")
     cfg = data_config(source=f"folder:{root}", skip_bad=True, cache_dir=str(tmp_path / "c"))
-    ds = datasets.load_for_training(cfg, tmp_path / "w")
-    assert len(ds) == 4
+    ds, left_out = datasets.load_for_training(cfg, tmp_path / "w")
+    assert len(ds) == 4 and len(left_out) == 2
     lines = (tmp_path / "w" / skipped.SKIPPED_FILE).read_text().splitlines()
     assert lines[0].startswith("#")
     rows = sorted(line.split("\t")[:2] for line in lines[1:])

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, data_config
 from PIL import Image
 
-from charjax import charset, datasets
+from charjax import charset, datasets, framing
 from charjax.datasets import export
 from charjax.datasets.base import Dataset
 from charjax.errors import DataError
@@ -32,13 +32,19 @@ def test_round_trip_gives_back_the_same_images_and_labels(tmp_path):
     names = sorted(os.listdir(tmp_path / "out"))
     assert len(names) == len(original) and all(n.endswith(".png") for n in names)
     assert "a" in original.classes and names[0].startswith("label_")
-    back, skipped = datasets.load_with_skipped(f"folder:{tmp_path / 'out'}",
-                                               data_config(framing="line",
-                                                           cache_dir=str(tmp_path / "c")))
+    spec, cache = f"folder:{tmp_path / 'out'}", str(tmp_path / "c")
+    # preparation 1 took a line-framed image whole: the same pixels come back
+    back, skipped = datasets.load_with_skipped(spec, data_config(framing="line", preparation=1,
+                                                                 cache_dir=cache))
     assert skipped == []
     expected = in_label_order(original)
     np.testing.assert_array_equal(back.labels, expected.labels)
     np.testing.assert_array_equal(back.images, expected.images)
+    # today's prepares each file as `predict` does
+    back = datasets.load(spec, data_config(framing="line", cache_dir=cache))
+    np.testing.assert_array_equal(back.labels, expected.labels)
+    np.testing.assert_array_equal(back.images[:5], [framing.prepare(
+        Image.open(tmp_path / "out" / name), "line").pixels for name in names[:5]])
 
 
 def test_names_are_case_safe_codes(tmp_path):

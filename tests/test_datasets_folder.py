@@ -129,7 +129,7 @@ def test_second_load_comes_from_the_cache_and_changes_invalidate_it(tmp_path, mo
     make_names_folder(tmp_path / "d")
     first, _ = load(tmp_path / "d")
 
-    def no_decoding(paths, framing="line"):
+    def no_decoding(*args):
         raise AssertionError("decoded although the folder did not change")
 
     monkeypatch.setattr(folder, "decode_files", no_decoding)

@@ -3,11 +3,12 @@
 
 import numpy as np
 import pytest
-from conftest import data_config
+from conftest import data_config, tiny_config
 from PIL import Image
 
-from charjax import charset, checkpoints, framing, imageio
+from charjax import charset, checkpoints, framing, validation
 from charjax.datasets import drawn, synthetic
+from charjax.errors import ConfigError
 
 # Per character, the mean absolute difference (0-1 scale) between each of its six prepared
 # drawings (three sizes x two pens) and their mean. Measured about 0.012 at worst; a plain
@@ -26,7 +27,8 @@ def test_size_and_pen_do_not_change_the_prepared_input():
     for char in drawn.CHARACTERS:
         variants = [drawn.render(char, 280, s, p) for s in drawn.SIZES for p in drawn.PENS]
         worst[char] = _deviation(np.stack([framing.prepare(v, "fit").pixels for v in variants]))
-        plain.append(_deviation(np.stack([imageio.fit_square(255 - v) for v in variants])))
+        plain.append(_deviation(np.stack([framing.prepare(v, "line", 1).pixels  # resized
+                                          for v in variants])))
     assert max(worst.values()) <= INVARIANCE_BOUND, worst
     assert np.median(plain) > 2 * INVARIANCE_BOUND  # the bound tells framing from resizing
 
@@ -116,6 +118,16 @@ def test_framing_is_read_from_a_run_config():
     assert checkpoints.upgrade_config({"data": {}}).data.framing == "line"
 
 
+def test_a_run_stored_without_a_preparation_keeps_the_one_it_was_trained_with():
+    assert checkpoints.upgrade_config({"data": {"framing": "fit"}}).data.preparation == 1
+    stored = {"data": {"preparation": framing.PREPARATION}}
+    assert checkpoints.upgrade_config(stored).data.preparation == framing.PREPARATION == 2
+    with pytest.raises(ValueError, match="preparation"):
+        framing.prepare(np.zeros((4, 4)), "fit", 3)
+    with pytest.raises(ConfigError, match=r"data.preparation=3: .* in 1..2"):
+        validation.check_config(tiny_config(**{"data.preparation": 3}))
+
+
 def test_folder_images_are_framed_per_the_config(tmp_path):
     from charjax import datasets
 
@@ -123,9 +135,14 @@ def test_folder_images_are_framed_per_the_config(tmp_path):
     for i in range(2):
         Image.fromarray(small).save(tmp_path / f"H_{i}.png")
     cache = tmp_path / "cache"
-    line = datasets.load(f"folder:{tmp_path}", data_config(framing="line", cache_dir=str(cache)))
-    fit = datasets.load(f"folder:{tmp_path}", data_config(framing="fit", cache_dir=str(cache)))
-    assert max(_ink_box(line.images[0])[:2]) < 20  # whole image: the H stays small
-    assert abs(max(_ink_box(fit.images[0])[:2]) - framing.FIT_BOX) <= 2  # cropped to the ink
-    want = framing.prepare(small, "fit", redraw_strokes=False).pixels
-    np.testing.assert_array_equal(fit.images[0], want)
+    for preparation in (1, 2):
+        first = {kind: datasets.load(f"folder:{tmp_path}", data_config(
+            framing=kind, preparation=preparation, cache_dir=str(cache))).images[0]
+            for kind in framing.FRAMINGS}
+        assert max(_ink_box(first["line"])[:2]) < 20  # whole image: the H stays small
+        assert abs(max(_ink_box(first["fit"])[:2]) - framing.FIT_BOX) <= 2  # cropped to ink
+        for kind, image in first.items():
+            want = framing.prepare(Image.open(tmp_path / "H_0.png"), kind, preparation).pixels
+            np.testing.assert_array_equal(image, want)
+    # preparation 1 kept a fit image's own pen; 2 redraws it as `predict` does
+    assert not np.array_equal(first["fit"], framing.prepare(small, "fit", 1).pixels)

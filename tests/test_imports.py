@@ -297,3 +297,19 @@ cmd = []
 cmd.append(os.path.join(B, "step_time.py"))
 """
     assert benchmark_loads(runs, scripts) == []
+
+
+def test_imageio_decodes_and_nothing_more():
+    """Framing, polarity and the scaling of gray levels live in charjax.framing alone, so an
+    image cannot be prepared two ways: imageio resizes nothing, does no arithmetic on
+    pixels and knows neither the frame nor the framing."""
+    assert not import_graph()["charjax.imageio"] & {"charjax.framing", "charjax.charset"}
+    tree = ast.parse(open(_modules()["charjax.imageio"], encoding="utf-8").read())
+    called = {node.func.attr for node in ast.walk(tree)
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+    assert called & {"open", "draft", "convert"}  # the finder sees imageio's calls
+    assert not called & {"resize", "median", "clip", "pad", "zeros", "astype", "invert"}, called
+    pixel_arithmetic = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.BinOp)
+                        and {255, 65535} & {getattr(side, "value", None)
+                                            for side in (node.left, node.right)}]
+    assert pixel_arithmetic == [], f"charjax/imageio.py lines {pixel_arithmetic}"

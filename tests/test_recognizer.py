@@ -84,6 +84,37 @@ def test_any_size_dtype_and_file_gives_the_same_answer(rec, tmp_path):
     assert len(rec.predict(np.stack([glyph] * 3))) == 3  # a batch array
 
 
+def test_a_folder_image_is_the_input_predict_and_serve_make_of_the_file(rec, tmp_path):
+    """One path to the model's input: for a line-framed run, an image file read by
+    folder:PATH, given to predict and posted to the server is the same 48x48 input."""
+    import base64
+    import io
+
+    from starlette.testclient import TestClient
+
+    from charjax import datasets, serve
+
+    config = rec.config.copy_and_resolve_references()
+    config.data.framing, config.data.cache_dir = "line", str(tmp_path / "cache")
+    line = charjax.Recognizer(rec.model, rec.variables, config)
+    ink = 255 - drawn.render("g", 160, 0.5, 7.0)[10:130]  # not square, not the frame's size
+    paper = np.array([235, 228, 210]) - ink[..., None] / 255 * np.array([200, 190, 150])
+    (tmp_path / "d").mkdir()
+    paths = [tmp_path / "d" / "g_0.png", tmp_path / "d" / "g_1.jpg"]
+    for path in paths:
+        Image.fromarray(paper.astype(np.uint8)).save(path, quality=90)
+    from_folder = datasets.load(f"folder:{tmp_path / 'd'}", config.data).images
+    predicted = [r.pixels for r in line.recognize([str(p) for p in paths])]
+    client = TestClient(serve.create_app(line))
+    for path, folder_input, predict_input in zip(paths, from_folder, predicted, strict=True):
+        body = client.post("/predict", files={"file": (path.name, path.read_bytes())}).json()
+        png = base64.b64decode(body["input_png"].split(",", 1)[1])
+        served = np.asarray(Image.open(io.BytesIO(png)))[..., None]
+        assert folder_input.shape == (48, 48, 1) and folder_input.max() > 200
+        np.testing.assert_array_equal(folder_input, predict_input)
+        np.testing.assert_array_equal(folder_input, served)
+
+
 def test_batches_are_padded_to_a_few_compiled_sizes(rec):
     glyph, _ = _glyph(rec)
     inference.outputs.clear_cache()

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from conftest import jitted_train_step, tiny_config
 
-from charjax import checkpoints, input_pipeline, train
-from charjax.datasets.base import Dataset
+from charjax import checkpoints, train
 
 
 def _random_batch(n=64, seed=0):
@@ -55,7 +54,7 @@ def _tiny_data(n=256, seed=0):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 62, n).astype(np.int32)
     images = rng.integers(0, 256, (n, 48, 48, 1), dtype=np.uint8)
-    return input_pipeline.to_device(Dataset(images, labels))
+    return jnp.asarray(images), jnp.asarray(labels)
 
 
 def _one_epoch(seed, augment=False, steps_per_call=1, reporter=None, n=256):

@@ -1,48 +1,39 @@
-"""Dataset sources, chosen by one spec string (config.data.source, or --dataset):
-
-    synthetic               generated locally (charjax.datasets.synthetic), cached as .npz
-    npz:PATH                arrays: images uint8 [N,H,W], labels [N], optional classes
-    folder:PATH             labelled image files or one sub-folder per class (datasets.folder)
-    tfds:NAME[:SPLIT]       TFDS array_record, prepared without TensorFlow: NAME is
-                            emnist/byclass|bymerge|balanced|letters|digits|mnist or synthetic;
-                            SPLIT is TFDS split syntax (default: every split, e.g. train+test)
-
-Each source returns the same `Dataset` record, so nothing downstream cares where the
-images came from. Files a source leaves out are returned by `load_with_skipped`; the
-trainer's entry point is `load_for_training`, which also writes them to the workdir.
+"""Dataset sources, chosen by one spec string (config.data.source, or --dataset): each is a
+module that registers itself (charjax/datasets/sources.py; `charjax --help` lists them) and
+returns the same `Dataset` record, so nothing downstream cares where the images came from.
+Files a source leaves out are returned by `load_with_skipped`; the trainer calls
+`load_for_training`.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from charjax import charset, framing
+from charjax import charset
 from charjax.datasets import skipped as skipped_lib
+from charjax.datasets import sources
 from charjax.datasets.base import Dataset
 from charjax.datasets.skipped import Skipped
 from charjax.errors import DataError
 
 __all__ = [
-    "Dataset", "DataError", "Skipped", "SOURCES", "load", "load_with_skipped",
-    "load_for_training", "require_classes", "write_skipped",
+    "Dataset", "DataError", "Skipped", "load", "load_with_skipped", "load_for_training",
+    "require_classes", "write_skipped",
 ]
-
-SOURCES = ("synthetic", "npz:PATH", "folder:PATH", "tfds:NAME[:SPLIT]")
 
 if TYPE_CHECKING:  # only for annotations: the generator's worker processes skip the import
     import ml_collections
 
+# The built-in sources, in the order help and errors list them; each registers on import.
+for _module in ("synthetic", "npz", "folder", "tfds_source"):
+    importlib.import_module(f"charjax.datasets.{_module}")
+
 _log = logging.getLogger("charjax.datasets")
-
-
-def _synthetic_args(data_config: ml_collections.ConfigDict) -> dict[str, Any]:
-    synthetic = data_config.synthetic
-    return {"num_images": synthetic.num_images, "seed": synthetic.seed,
-            "framing": framing.check_framing(data_config.framing)}
 
 
 def load_with_skipped(
@@ -52,36 +43,11 @@ def load_with_skipped(
 
     `data_config` is config.data: how to generate, read and cache the source.
     """
-    kind, _, arg = spec.partition(":")
-    cache_dir = data_config.cache_dir or None
-    if kind == "synthetic" and not arg:
-        from charjax.datasets import synthetic
-
-        return synthetic.load(**_synthetic_args(data_config), cache_dir=cache_dir,
-                              workers=data_config.synthetic.workers), []
-    if kind == "npz" and arg:
-        from charjax.datasets import npz
-
-        return npz.load(arg), []
-    if kind == "folder" and arg:
-        from charjax.datasets import folder
-
-        return folder.load(
-            arg,
-            pattern=data_config.folder.pattern or folder.DEFAULT_PATTERN,
-            skip_bad=data_config.skip_bad,
-            cache_dir=cache_dir,
-            framing=framing.check_framing(data_config.framing),
-        )
-    if kind == "tfds" and arg:
-        from charjax.datasets import tfds_source
-
-        name, _, split = arg.partition(":")
-        return tfds_source.load(
-            name, split or None, data_dir=data_config.tfds_data_dir or None,
-            synthetic_args=_synthetic_args(data_config),
-        ), []
-    raise DataError(f"unknown dataset spec {spec!r}; use one of: {', '.join(SOURCES)}")
+    found = sources.find(spec)
+    if found is None:
+        raise DataError(f"unknown dataset spec {spec!r}; use one of: {sources.usages()}")
+    source, arg = found
+    return source.load(arg, data_config)
 
 
 def load(spec: str, data_config: ml_collections.ConfigDict) -> Dataset:
@@ -106,14 +72,15 @@ def write_skipped(skipped: list[Skipped], workdir: str | os.PathLike) -> str | N
 
 
 def load_for_training(
-    data_config: ml_collections.ConfigDict, workdir: str | os.PathLike
-) -> Dataset:
-    """What the trainer calls: load config.data.source, record what was left out in
-    WORKDIR/skipped_files.txt, and refuse data a classifier cannot learn from (< 2 classes)."""
+    data_config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None
+) -> tuple[Dataset, list[Skipped]]:
+    """What the trainer calls: config.data.source and the files it left out, refusing data a
+    classifier cannot learn from (< 2 classes). With `workdir`, the files left out are
+    listed in WORKDIR/skipped_files.txt at once (the trainer lists them once it writes)."""
     spec = data_config.source
     dataset, skipped = load_with_skipped(spec, data_config)
-    where = write_skipped(skipped, workdir)
+    where = write_skipped(skipped, workdir) if workdir is not None else None
     if where:
         _log.warning("%s: %d file(s) left out, listed in %s", spec, len(skipped), where)
     require_classes(dataset, spec)
-    return dataset
+    return dataset, skipped

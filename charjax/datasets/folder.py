@@ -24,10 +24,11 @@ is always written as the single character (``7_0001.png``); ``07`` means code 7 
 rejected as outside the charset. `charjax data export` writes ``label_<code>_<n>.png``
 with a three-digit code (``label_097_000001.png``), so names sort in charset order.
 
-Images: anything Pillow reads, any size or mode, prepared by `charjax.imageio` exactly as
-`charjax predict` prepares a user's image. Files are considered images by extension
-(Pillow's registered ones); other files (README.txt, labels.csv) are left out with a
-warning, hidden files and folders (``.DS_Store``, ``.git``) quietly.
+Images: anything Pillow reads, any size or mode, prepared by `charjax.framing.prepare`
+exactly as `charjax predict` prepares a user's image (as data.preparation says). Files are
+considered images by extension (Pillow's registered ones); other files (README.txt,
+labels.csv) are left out with a warning, hidden files and folders (``.DS_Store``, ``.git``)
+quietly.
 
 Bad data, each a defined outcome (data.skip_bad=False stops with one DataError naming the
 file; True leaves the file out and lists it, see `charjax.datasets.skipped`):
@@ -45,7 +46,7 @@ Always, whatever skip_bad says:
     see `charjax.datasets.require_classes`.
 
 The decoded set is cached as .npz (atomic write) under the cache dir, keyed by a hash of
-the relative paths, sizes and mtimes of the files, the pattern and the decoder version;
+the relative paths, sizes and mtimes of the files, the pattern, framing and preparation;
 a second load of an unchanged folder reads that file and decodes nothing.
 """
 
@@ -60,15 +61,17 @@ import os
 import re
 import stat
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
 
 from charjax import charset, files, imageio
+from charjax import framing as framing_lib
+from charjax.datasets import sources
 from charjax.datasets.base import Dataset
 from charjax.datasets.skipped import Skipped, summarize
-from charjax.errors import DataError
+from charjax.errors import ConfigError, DataError
 
 DEFAULT_PATTERN = r"(?:label_)?(?P<label>u[0-9A-Fa-f]{4}|[0-9]{2,3}|[0-9A-Za-z])(?:[_\-. ].*)?"
 CACHE_VERSION = 1
@@ -121,11 +124,12 @@ def load(
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
     framing: str = "line",
+    preparation: int = framing_lib.PREPARATION,
 ) -> tuple[Dataset, list[Skipped]]:
     """Loads a labelled image folder; returns the Dataset and every file left out, with why.
 
     `workers`: decoding processes (default: the cores this process may use; 1 = in-process).
-    `framing` (config.data.framing): "fit" crops each image to its ink, see imageio.
+    `framing`, `preparation` (config.data): how `charjax.framing.prepare` frames each image.
     """
     root = os.path.expanduser(os.fspath(path))
     regex = _compile(pattern)
@@ -140,7 +144,7 @@ def load(
     labels, skipped = _label_files(root, scan, regex, pattern)
     _fail_on_bad(skipped, skip_bad)
 
-    key = _cache_key(scan, pattern + ("" if framing == "line" else f" framing={framing}"))
+    key = _cache_key(scan, f"{pattern} {framing} p{preparation}")
     cache_file = _cache_path(root, key, cache_dir)
     cached = _read_cache(cache_file, root)
     if cached is not None:
@@ -151,7 +155,8 @@ def load(
     else:
         files = [f.rel for f, label in zip(scan.files, labels, strict=True) if label >= 0]
         keep = np.array([label >= 0 for label in labels], bool)
-        images, digests, errors = _decode_all(root, files, skip_bad, workers, framing)
+        images, digests, errors = _decode_all(root, files, skip_bad, workers,
+                                              (framing, preparation))
         skipped += [Skipped(os.path.join(root, files[i]), "bad", e) for i, e in errors.items()]
         dataset, dup_skipped = _assemble(
             root, files, images, np.asarray(labels, np.int32)[keep], digests, errors
@@ -167,6 +172,24 @@ def load(
     summarize(skipped, root)
     _warn_classes(root, dataset)
     return dataset, skipped
+
+
+def _load_source(path: str, data: Any) -> tuple[Dataset, list[Skipped]]:
+    return load(path, pattern=data.folder.pattern or DEFAULT_PATTERN, skip_bad=data.skip_bad,
+                cache_dir=data.cache_dir or None, framing=framing_lib.check_framing(data.framing),
+                preparation=framing_lib.check_preparation(data.preparation))
+
+
+def _check_block(c: Any) -> None:
+    try:  # data.folder.pattern: empty (the built-in one) or a regex with a `label` group
+        _compile(c.text("data.folder.pattern") or DEFAULT_PATTERN)
+    except DataError as e:
+        raise ConfigError(f"--config.{e}; fix it, or leave it empty for the built-in one") from None
+
+
+sources.register(sources.Source(
+    "folder", "PATH", "image files labelled by name (A_0001.png, label_097_0001.png) or by "
+    "sub-folder (A/, 097/)", _load_source, _check_block))
 
 
 # ----------------------------------------------------------------------------- scanning
@@ -344,9 +367,11 @@ def _fail_on_bad(skipped: list[Skipped], skip_bad: bool) -> None:
 
 
 def decode_files(
-    paths: list[str], framing: str = "line"
+    paths: list[str], how: tuple[str, int] = ("line", framing_lib.PREPARATION)
 ) -> tuple[np.ndarray, list[bytes], dict[int, str]]:
     """Worker task: images uint8 [k, 48, 48, 1], a content digest and an error per failed file."""
+    # Preparation 1 decoded a line-framed JPEG gray and frame-sized (Pillow's draft).
+    draft = ("L", charset.IMAGE_SIZE) if how == ("line", 1) else (None, 1024)
     images = np.zeros((len(paths), *charset.IMAGE_SHAPE), np.uint8)
     digests = [b""] * len(paths)
     errors: dict[int, str] = {}
@@ -355,8 +380,9 @@ def decode_files(
             with open(path, "rb") as f:
                 data = f.read()
             digests[i] = hashlib.blake2b(data, digest_size=16).digest()
-            images[i] = imageio.decode_image(data, path, framing)
-        except DataError as e:
+            picture = imageio.open_picture(data, path, draft)
+            images[i] = framing_lib.prepare(picture, *how).pixels
+        except (DataError, ValueError) as e:
             errors[i] = str(e).removeprefix(f"{path}: ")
         except OSError as e:
             errors[i] = f"cannot read ({e.strerror or e})"
@@ -378,7 +404,7 @@ def _worker_count(workers: int | None, n_files: int) -> int:
 
 
 def _decode_all(
-    root: str, files: list[str], skip_bad: bool, workers: int | None, framing: str = "line"
+    root: str, files: list[str], skip_bad: bool, workers: int | None, how: tuple[str, int]
 ) -> tuple[np.ndarray, list[bytes], dict[int, str]]:
     """Decodes every file in chunks; stops at the first bad one unless skip_bad."""
     n = len(files)
@@ -411,13 +437,13 @@ def _decode_all(
     count = _worker_count(workers, n)
     if count == 1:
         for offset, paths in chunks:
-            take(offset, decode_files(paths, framing))
+            take(offset, decode_files(paths, how))
             check()
         return images, digests, errors
     # spawn, not fork: the parent may already run JAX's threads, which fork would copy mid-lock.
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool:
-        futures = {pool.submit(decode_files, paths, framing): offset for offset, paths in chunks}
+        futures = {pool.submit(decode_files, paths, how): offset for offset, paths in chunks}
         try:
             for future in concurrent.futures.as_completed(futures):
                 take(futures[future], future.result())
@@ -495,7 +521,7 @@ def _warn_classes(root: str, dataset: Dataset) -> None:
 
 def _cache_key(scan: _Scan, pattern: str) -> str:
     h = hashlib.sha256()
-    h.update(f"v{CACHE_VERSION} d{imageio.DECODER_VERSION} {charset.IMAGE_SIZE} "
+    h.update(f"v{CACHE_VERSION} {charset.IMAGE_SIZE} "
              f"{charset.CLASSES} {scan.layout} {pattern}\n".encode())
     for f in scan.files:
         h.update(f"{f.rel}\0{f.size}\0{f.mtime_ns}\n".encode("utf-8", "surrogateescape"))

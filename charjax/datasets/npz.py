@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from charjax import charset
+from charjax.datasets import sources
 from charjax.datasets.base import Dataset
 from charjax.errors import DataError
 
@@ -112,3 +113,8 @@ def load(path: str | os.PathLike) -> Dataset:
     if images.shape[0] == 0 or 0 in images.shape[1:]:
         raise DataError(f"{path}: holds no images ('images' has shape {images.shape})")
     return Dataset(resize_images(images), _map_labels(labels, classes, path))
+
+
+sources.register(sources.Source(
+    "npz", "PATH", "arrays: images uint8 [N,H,W], labels [N], optional classes; resized to 48x48",
+    lambda path, _: (load(path), [])))

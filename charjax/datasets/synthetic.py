@@ -45,6 +45,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from charjax import charset, files, parallel
 from charjax import framing as framing_geometry
+from charjax.datasets import sources
 from charjax.datasets.base import Dataset
 from charjax.datasets.hand_glyphs import HAND_GLYPHS
 
@@ -248,6 +249,27 @@ def load(
     else:
         _log.info("cached synthetic images at %s", path)
     return dataset
+
+
+def config_args(data: Any) -> dict[str, Any]:
+    """load()'s num_images, seed and framing from config.data (also tfds:synthetic's)."""
+    return {"num_images": data.synthetic.num_images, "seed": data.synthetic.seed,
+            "framing": framing_geometry.check_framing(data.framing)}
+
+
+def _check_block(c: Any) -> None:
+    c.integer("data.synthetic.num_images", charset.NUM_CLASSES, 62 * 800,
+              f" (at least one image of each of the {charset.NUM_CLASSES} classes)")
+    c.integer("data.synthetic.seed", 0, 0)
+    c.integer("data.synthetic.workers", 0, 2, " (0: every core)")
+    parallel.env_cap()  # a bad CHARJAX_WORKERS fails here, before any work
+
+
+sources.register(sources.Source(
+    "synthetic", "", "the embedded set: rendered glyphs, no download; cached on disk",
+    lambda _, data: (load(**config_args(data), cache_dir=data.cache_dir or None,
+                          workers=data.synthetic.workers), []),
+    _check_block))
 
 
 def cache_path(

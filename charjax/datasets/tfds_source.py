@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from charjax import charset
+from charjax.datasets import sources, synthetic
 from charjax.datasets.base import Dataset
 from charjax.datasets.npz import resize_images
 from charjax.errors import DataError
@@ -56,6 +57,18 @@ def load(
     _log.info("tfds:%s:%s: read %d images from %s in %.1f s", name, split, len(labels),
               builder.data_dir, time.perf_counter() - start)
     return Dataset(resize_images(images[..., 0]), labels)
+
+
+def _load_source(arg: str, data: Any) -> tuple[Dataset, list]:
+    name, _, split = arg.partition(":")
+    return load(name, split or None, data_dir=data.tfds_data_dir or None,
+                synthetic_args=synthetic.config_args(data)), []
+
+
+sources.register(sources.Source(
+    "tfds", "NAME[:SPLIT]", f"our own TFDS builders, no TensorFlow: NAME is one of "
+    f"{', '.join(KNOWN)}; SPLIT in TFDS syntax (default: every split)", _load_source,
+    lambda c: c.text("data.tfds_data_dir")))
 
 
 def _builder(name: str, data_dir: str, synthetic_args: dict[str, Any] | None):
