@@ -96,7 +96,8 @@ def test_a_folder_image_is_the_input_predict_and_serve_make_of_the_file(rec, tmp
 
     config = rec.config.copy_and_resolve_references()
     config.data.framing, config.data.cache_dir = "line", str(tmp_path / "cache")
-    line = charjax.Recognizer(rec.model, rec.variables, config)
+    model, variables = rec.predictor.model, rec.predictor.variables
+    line = charjax.Recognizer(inference.Predictor(model, variables, config))
     ink = 255 - drawn.render("g", 160, 0.5, 7.0)[10:130]  # not square, not the frame's size
     paper = np.array([235, 228, 210]) - ink[..., None] / 255 * np.array([200, 190, 150])
     (tmp_path / "d").mkdir()
