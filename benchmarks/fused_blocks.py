@@ -18,6 +18,54 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+UNFUSED_TARGETS = {
+    "charjax_onednn_conv_fwd": "CharjaxConvForward",
+    "charjax_onednn_conv_bwd_data": "CharjaxConvBackwardData",
+    "charjax_onednn_conv_bwd_weights": "CharjaxConvBackwardWeights",
+}
+
+
+def unfused_block():
+    """The previous design, for comparison: oneDNN's convolutions (forward, input and
+    kernel gradients as three FFI calls, from a build of charjax's kernels with the extra
+    targets) and XLA's pooling, bias and ReLU; the 1-channel layer's forward stays XLA's."""
+    import ctypes
+    import shutil
+
+    import jax
+    import jax.numpy as jnp
+
+    from charjax import kernels, layers
+
+    lib = ctypes.cdll.LoadLibrary(str(kernels._build(
+        kernels._onednn_prefix(), shutil.which(os.environ.get("CXX", "g++")),
+        ("-DCHARJAX_UNFUSED_TARGETS",))))
+    lib.charjax_onednn_set_threads(kernels.threads_per_call())
+    for name, symbol in UNFUSED_TARGETS.items():
+        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+
+    def conv(x, kernel):
+        (b, h, w, _), (kh, kw, _, o) = x.shape, kernel.shape
+        out = jax.ShapeDtypeStruct((b, h - kh + 1, w - kw + 1, o), jnp.float32)
+        return jax.ffi.ffi_call("charjax_onednn_conv_fwd", out)(x, kernel)
+
+    def kernel_grad(x, gz, kernel_shape):
+        out = jax.ShapeDtypeStruct(kernel_shape, jnp.float32)
+        return jax.ffi.ffi_call("charjax_onednn_conv_bwd_weights", out)(x, gz.astype(x.dtype))
+
+    def input_grad(gz, kernel, x_shape):
+        out = jax.ShapeDtypeStruct(x_shape, kernel.dtype)
+        return jax.ffi.ffi_call("charjax_onednn_conv_bwd_data", out)(
+            gz.astype(kernel.dtype), kernel)
+
+    def forward(x, kernel, bias):
+        if x.shape[-1] == 1:  # XLA's taps in cache-sized chunks are faster here
+            return layers._block_forward(x, kernel, bias)
+        return layers._pool_bias_relu(conv(x, kernel), bias, x.dtype)
+
+    return layers._make_block(forward, kernel_grad, input_grad, "the unfused oneDNN block")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--precision", choices=("float32", "bf16", "all"), default="all")
@@ -45,7 +93,7 @@ def main() -> None:
     if not kernels.available():
         raise SystemExit(f"the oneDNN kernels are unavailable: {kernels.status().detail}")
     print(kernels.status().detail, f"; load average {os.getloadavg()[0]:.1f}")
-    variants = {"unfused": layers.onednn_unfused_conv_relu_pool,
+    variants = {"unfused": unfused_block(),
                 "fused": layers.onednn_conv_relu_pool}
     images, labels = random_batch(args.batch_size)
     batch = {"image": jnp.asarray(images), "label": jnp.asarray(labels)}

@@ -143,25 +143,6 @@ def _block_forward_unchunked(
     return _pool_bias_relu(z, bias, x.dtype)
 
 
-def _onednn_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """conv_valid(x, kernel) by oneDNN, float32 result (bf16 products summed in float32)."""
-    (b, h, w, _), (kh, kw, _, o) = x.shape, kernel.shape
-    out = jax.ShapeDtypeStruct((b, h - kh + 1, w - kw + 1, o), jnp.float32)
-    return jax.ffi.ffi_call("charjax_onednn_conv_fwd", out)(x, kernel)
-
-
-def _onednn_kernel_grad(x: jax.Array, gz: jax.Array, kernel_shape: tuple[int, ...]) -> jax.Array:
-    """_kernel_grad by oneDNN, in float32."""
-    out = jax.ShapeDtypeStruct(kernel_shape, jnp.float32)
-    return jax.ffi.ffi_call("charjax_onednn_conv_bwd_weights", out)(x, gz.astype(x.dtype))
-
-
-def _onednn_input_grad(gz: jax.Array, kernel: jax.Array, x_shape: tuple[int, ...]) -> jax.Array:
-    """_input_grad by oneDNN, in the kernel's dtype."""
-    out = jax.ShapeDtypeStruct(x_shape, kernel.dtype)
-    return jax.ffi.ffi_call("charjax_onednn_conv_bwd_data", out)(gz.astype(kernel.dtype), kernel)
-
-
 def _pool_bias_relu(z: jax.Array, bias: jax.Array, dtype: jnp.dtype):
     """(relu(pool(z) + bias) in `dtype`, first-maximum index) of a float32-or-wider z."""
     # reduce_window is not loop-fusible on XLA:CPU, so the pooled tensor is written
@@ -172,15 +153,6 @@ def _pool_bias_relu(z: jax.Array, bias: jax.Array, dtype: jnp.dtype):
     first = jnp.where(a == y, 0, jnp.where(b == y, 1, jnp.where(c == y, 2, 3))).astype(jnp.int8)
     out = jnp.maximum(y + bias.astype(z.dtype), jnp.zeros((), z.dtype)).astype(dtype)
     return out, first
-
-
-def _onednn_block_forward(
-    x: jax.Array, kernel: jax.Array, bias: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """_block_forward with oneDNN's convolution (the pool stays in XLA)."""
-    if x.shape[-1] == 1:  # the 1-channel layer: XLA's taps in cache-sized chunks are faster
-        return _block_forward(x, kernel, bias)
-    return _pool_bias_relu(_onednn_conv(x, kernel), bias, x.dtype)
 
 
 def _block_backward(kernel_grad, input_grad):
@@ -224,17 +196,6 @@ conv_relu_pool = _make_block(
     for the gradients.
     """,
 )
-
-onednn_unfused_conv_relu_pool = _make_block(
-    _onednn_block_forward, _onednn_kernel_grad, _onednn_input_grad,
-    """conv_relu_pool with oneDNN's convolutions and XLA's pooling, bias and ReLU.
-
-    Forward, input gradient and kernel gradient of a multi-channel layer run as oneDNN
-    FFI calls, in bf16 with float32 sums when the inputs are bf16; the 1-channel
-    layer's forward stays XLA's. Kept to measure the fused block against.
-    """,
-)
-
 
 def _pooled_shape(x: jax.Array, kernel: jax.Array) -> tuple[int, int, int, int]:
     (b, h, w, _), (kh, kw, _, o) = x.shape, kernel.shape

@@ -244,3 +244,12 @@ def test_auto_falls_back_to_xla_where_onednn_lacks_the_precision(monkeypatch):
     with pytest.raises(RuntimeError, match="no bf16 convolution"):
         kernels.select("onednn", "cpu", "bf16")
     assert "no bf16 convolution" in kernels.select("auto", "cpu", "bf16").description
+
+
+@needs_kernels
+def test_the_library_ships_only_the_targets_charjax_calls():
+    # The unfused convolutions are built for benchmarks/fused_blocks.py alone (a -D flag).
+    lib = kernels._registered
+    assert all(hasattr(lib, symbol) for symbol in kernels.TARGETS.values())
+    assert not any(hasattr(lib, s) for s in
+                   ("CharjaxConvForward", "CharjaxConvBackwardData", "CharjaxConvBackwardWeights"))

@@ -42,9 +42,6 @@ DISABLE_ENV = "CHARJAX_KERNELS"  # "off" / "0" / "false": never load them
 _LIBRARY = "libdnnl.so.3"
 _FLAGS = ("-O3", "-fPIC", "-shared", "-std=c++17", "-fopenmp", "-w")
 TARGETS = {
-    "charjax_onednn_conv_fwd": "CharjaxConvForward",
-    "charjax_onednn_conv_bwd_data": "CharjaxConvBackwardData",
-    "charjax_onednn_conv_bwd_weights": "CharjaxConvBackwardWeights",
     "charjax_onednn_block_fwd": "CharjaxBlockForward",
     "charjax_onednn_block_bwd": "CharjaxBlockBackward",
     "charjax_onednn_block_bwd_weights": "CharjaxBlockBackwardWeights",
@@ -77,8 +74,9 @@ def cache_dir() -> pathlib.Path:
     return files.cache_dir() / "kernels"
 
 
-def _build(prefix: pathlib.Path, compiler: str) -> pathlib.Path:
-    """Compiles the FFI library once per (source, jaxlib, oneDNN, compiler); returns its path."""
+def _build(prefix: pathlib.Path, compiler: str, defines: tuple[str, ...] = ()) -> pathlib.Path:
+    """Compiles the FFI library once per (source, jaxlib, oneDNN, compiler, `defines`: -D
+    flags, e.g. a benchmark's extra targets); returns its path."""
     import jax
     import jaxlib
 
@@ -86,9 +84,9 @@ def _build(prefix: pathlib.Path, compiler: str) -> pathlib.Path:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
                              check=True).stdout.splitlines()[0]
     digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(_FLAGS).encode(), jaxlib.__version__.encode(),
-                 str(prefix).encode(), (prefix / "lib" / _LIBRARY).resolve().name.encode(),
-                 version.encode()):
+    for part in (SOURCE.read_bytes(), " ".join(_FLAGS + defines).encode(),
+                 jaxlib.__version__.encode(), str(prefix).encode(),
+                 (prefix / "lib" / _LIBRARY).resolve().name.encode(), version.encode()):
         digest.update(part)
     out = cache_dir() / digest.hexdigest()[:16] / "libcharjax_onednn.so"
     if out.exists():
@@ -96,7 +94,7 @@ def _build(prefix: pathlib.Path, compiler: str) -> pathlib.Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".so", delete=False) as tmp:
         pass
-    cmd = [compiler, *_FLAGS, str(SOURCE),
+    cmd = [compiler, *_FLAGS, *defines, str(SOURCE),
            f"-I{include}", f"-I{prefix / 'include'}", f"-L{prefix / 'lib'}", "-l:" + _LIBRARY,
            f"-Wl,-rpath,{prefix / 'lib'}", "-o", tmp.name]
     log.info("building the oneDNN kernels (once): %s", " ".join(cmd))

@@ -155,6 +155,9 @@ ffi::Error InputType(ffi::DataType t, dt* out) {
   return ffi::Error::Success();
 }
 
+// The unfused convolutions (oneDNN's convolution alone; XLA pools): built only for
+// benchmarks/fused_blocks.py, which measures the fused blocks against them.
+#ifdef CHARJAX_UNFUSED_TARGETS
 // Runs op on NHWC activations `act` ([N,H,W,C] input, or [N,Ho,Wo,O] gradient) and
 // the HWIO weights; `nhwc` / `hwio` give the problem's shapes.
 ffi::Error Run(Op op, ffi::DataType type, Dims nhwc, Dims hwio,
@@ -235,6 +238,7 @@ ffi::Error BackwardWeights(ffi::AnyBuffer x, ffi::AnyBuffer gz, ffi::Result<ffi:
              x.untyped_data(), dk->untyped_data(), gz.untyped_data());
 }
 
+#endif  // CHARJAX_UNFUSED_TARGETS
 
 // ---- Fused conv blocks: relu(maxpool2x2(conv(x, k)) + bias) and its gradient ----
 //
@@ -701,6 +705,7 @@ ffi::Error BlockBackwardWeights(ffi::AnyBuffer x, ffi::AnyBuffer idx, ffi::AnyBu
 
 }  // namespace
 
+#ifdef CHARJAX_UNFUSED_TARGETS
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CharjaxConvForward, Forward,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>()
@@ -716,6 +721,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(CharjaxConvBackwardWeights, BackwardWeights,
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>());
+#endif  // CHARJAX_UNFUSED_TARGETS
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CharjaxBlockForward, BlockForward,
                               ffi::Ffi::Bind()
