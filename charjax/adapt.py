@@ -76,7 +76,7 @@ def adapt_config(
     config.report.sample_images = 0
     config.report.progress = "off"
     # The corrections are the writer's own forms: undistorted they are learnt in fewer steps
-    # (benchmarks/RESULTS.md), and each step costs less.
+    # (benchmarks/RESULTS.md, "Adaptation: where its time goes"), and each step costs less.
     config.augment.enabled = False
     return config
 
