@@ -4,12 +4,17 @@
 
 RUN/corrections/ holds labelled 48x48 PNGs in the folder source's file-name layout
 (`A_0001.png`, case-safe `065_0001.png`; charjax/datasets/folder.py). The new run starts from
-RUN's best weights (`init_from`, fresh optimizer) and trains a few short epochs in which
-every batch mixes the corrections (repeated, so they are about a third of the images) with a
-sample of RUN's own training data (the synthetic set is regenerated or read from the cache),
-so what the run knew is not forgotten. Validation and test come from that sample alone:
-they measure what the adaptation must not lose. The result is an ordinary run folder that
-predict, eval, read and serve take.
+RUN's best weights (`init_from`, fresh optimizer) and trains one short epoch of STEPS steps
+in which every batch mixes the corrections (repeated, so they are a third of the images) with
+a sample of RUN's own training data (for the synthetic set a fresh draw of the generator,
+cached after the first adaptation), so what the run knew is not forgotten.
+Validation and test come from that sample alone: they measure what the adaptation must not
+lose. The result is an ordinary run folder that predict, eval, read and serve take.
+
+It is meant to take seconds, not minutes: one epoch (one validation, one checkpoint), no
+augmentation, plots, projector or TensorBoard, and arrays of the same shapes whatever the
+number of corrections (up to a third of the epoch's images), so the compiled programs come
+from the compilation cache after the first adaptation on a machine.
 
 Everything is the ordinary trainer (charjax/train.py) on a derived config; this module only
 prepares the two arrays (OUT/adapt/) and the config.
@@ -17,8 +22,10 @@ prepares the two arrays (OUT/adapt/) and the config.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import time
 from collections.abc import Callable
 
 import ml_collections
@@ -28,10 +35,9 @@ from charjax import charset, checkpoints, datasets, files
 from charjax.errors import CharjaxError, DataError
 
 MIN_CORRECTIONS = 10  # fewer corrections than this teach nothing reliable
-GENERAL_SAMPLE = 62 * 40  # images of the run's own data mixed in (at least)
-GENERAL_PER_CORRECTION = 6  # ... or this many per correction, whichever is more
+STEPS = 90  # optimizer steps, in one epoch (more when the corrections outnumber their share)
 CORRECTION_SHARE = 1 / 3  # corrections' share of the training images (by repetition)
-EPOCHS = 4
+HELD_OUT = 62 * 4  # images of the run's own data for validation, and as many for the test
 LEARNING_RATE = 3e-4  # a tenth of a fresh run's rate, held constant: small steps from RUN
 
 log = logging.getLogger(__name__)
@@ -53,7 +59,7 @@ def adapt_config(
     the source (split for validation and test), the corrections as the training mix."""
     config = ml_collections.ConfigDict(run_config.to_dict())
     config.init_from = os.fspath(workdir)
-    config.num_epochs = EPOCHS
+    config.num_epochs = 1
     config.learning_rate = LEARNING_RATE
     config.optimizer.schedule = "constant"
     config.optimizer.warmup_epochs = 0.0
@@ -69,14 +75,31 @@ def adapt_config(
     config.report.projector_max = 0
     config.report.sample_images = 0
     config.report.progress = "off"
+    # The corrections are the writer's own forms: undistorted they are learnt in fewer steps
+    # (benchmarks/RESULTS.md, "Adaptation: where its time goes"), and each step costs less.
+    config.augment.enabled = False
     return config
 
 
-def repeat_to_share(images: np.ndarray, labels: np.ndarray, others: int, share: float,
-                    seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The corrections repeated (whole copies, then a random part) until they are `share` of
-    the training images beside `others` images of the general sample."""
-    target = max(len(labels), int(round(share / (1 - share) * others)))
+def free_out_dir(workdir: str | os.PathLike) -> str:
+    """The first of RUN-me, RUN-me-2, ... that holds no run (where serve adapts to)."""
+    base = os.path.normpath(os.fspath(workdir)) + "-me"
+    names = (base if i == 1 else f"{base}-{i}" for i in itertools.count(1))
+    return next(n for n in names if not os.path.isdir(checkpoints.checkpoint_dir(n)))
+
+
+def training_mix(batch_size: int, corrections: int) -> tuple[int, int]:
+    """(images of the run's own data, correction images) in the adaptation's epoch of STEPS
+    batches: the corrections fill CORRECTION_SHARE of it (more, if there are more)."""
+    images = STEPS * batch_size
+    own = int((1 - CORRECTION_SHARE) * images)
+    return own, max(images - own, corrections)
+
+
+def repeat_to(images: np.ndarray, labels: np.ndarray, count: int,
+              seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The corrections repeated (whole copies, then a random part) to `count` images."""
+    target = max(len(labels), count)
     rng = np.random.default_rng(seed)
     index = np.concatenate([np.arange(len(labels))] * (target // len(labels))
                            + [rng.permutation(len(labels))[: target % len(labels)]])
@@ -100,7 +123,7 @@ def adapt(workdir: str, out: str, train_and_evaluate: Callable[..., dict]) -> di
     """Fine-tunes RUN (`workdir`) on RUN/corrections into the new run `out`; returns its
     metrics (metrics.json) with the number of corrections used. `train_and_evaluate` is the
     trainer's (charjax.train), passed in by the caller: this module only prepares."""
-
+    start = time.perf_counter()
     if os.path.abspath(out) == os.path.abspath(workdir):
         raise AdaptError(f"--out {out}: is the run itself; name a new folder, e.g. {out}-me")
     if os.path.isdir(checkpoints.checkpoint_dir(out)):
@@ -120,24 +143,20 @@ def adapt(workdir: str, out: str, train_and_evaluate: Callable[..., dict]) -> di
         raise AdaptError(f"{folder}: {n} correction(s) of {classes} character(s); adapting "
                          f"needs at least {MIN_CORRECTIONS} of 2 or more characters")
     seed = int(run_config.seed)
-    general = _general_sample(run_config, max(GENERAL_SAMPLE, GENERAL_PER_CORRECTION * n),
-                              seed + 1)
-    held_out = max(charset.NUM_CLASSES, len(general) // 10)  # each for validation and test
-    train_general = len(general) - 2 * held_out
-    images, labels = repeat_to_share(corrections.images, corrections.labels, train_general,
-                                     CORRECTION_SHARE, seed)
+    own, slots = training_mix(int(run_config.batch_size), n)
+    general = _general_sample(run_config, own + 2 * HELD_OUT, seed + 1)
+    images, labels = repeat_to(corrections.images, corrections.labels, slots, seed)
     data_dir = os.path.join(os.fspath(out), "adapt")
     os.makedirs(data_dir, exist_ok=True)
-    general_npz = os.path.join(data_dir, "general.npz")
-    corrections_npz = os.path.join(data_dir, "corrections.npz")
+    general_npz = os.path.abspath(os.path.join(data_dir, "general.npz"))
+    corrections_npz = os.path.abspath(os.path.join(data_dir, "corrections.npz"))
     for path, imgs, labs in ((general_npz, general.images, general.labels),
                              (corrections_npz, images, labels)):
         with files.atomic_path(path, suffix=".npz") as tmp:
             np.savez(tmp, images=np.asarray(imgs)[..., 0], labels=np.asarray(labs, np.int32),
                      classes=charset.CLASSES)
-    config = adapt_config(run_config, workdir, out, os.path.abspath(general_npz),
-                          os.path.abspath(corrections_npz), held_out)
+    config = adapt_config(run_config, workdir, out, general_npz, corrections_npz, HELD_OUT)
     log.info("adapting %s on %d corrections of %d characters, with %d of its own images",
              workdir, n, classes, len(general))
     result = train_and_evaluate(config, os.fspath(out))
-    return {**result, "corrections": n}
+    return {**result, "corrections": n, "seconds": time.perf_counter() - start}

@@ -1,5 +1,6 @@
 """`charjax adapt`: fine-tuning a run on its corrections (charjax/adapt.py)."""
 
+import json
 import os
 import shutil
 
@@ -31,10 +32,25 @@ def _write_corrections(run, chars: str, per_class: int = 2) -> None:
         Image.fromarray(image).save(out / name)
 
 
-def test_repeat_to_share_gives_the_corrections_their_share():
+def test_repeat_to_gives_every_correction_its_copies():
     images, labels = np.zeros((10, 48, 48, 1), np.uint8), np.arange(10)
-    _, repeated = adapt.repeat_to_share(images, labels, 200, 1 / 3, seed=0)
-    assert len(repeated) == 100 and np.bincount(repeated).min() == 10
+    _, repeated = adapt.repeat_to(images, labels, 105, seed=0)
+    assert len(repeated) == 105 and np.bincount(repeated).min() == 10
+    assert len(adapt.repeat_to(images, labels, 4, seed=0)[1]) == 10  # never fewer than all
+
+
+def test_the_epoch_has_fixed_shapes_until_the_corrections_outgrow_their_share():
+    own, slots = adapt.training_mix(128, 10)
+    assert own + slots == adapt.STEPS * 128 and abs(slots - adapt.STEPS * 128 / 3) < 1
+    assert adapt.training_mix(128, 500) == (own, slots)  # same arrays: compiled once
+    assert adapt.training_mix(128, 5000) == (own, 5000)
+
+
+def test_free_out_dir_skips_runs_already_there(tmp_path):
+    run = tmp_path / "run"
+    assert adapt.free_out_dir(run) == str(tmp_path / "run-me")
+    (tmp_path / "run-me" / "checkpoints").mkdir(parents=True)
+    assert adapt.free_out_dir(str(run) + "/") == str(tmp_path / "run-me-2")
 
 
 def test_adapt_writes_a_run_every_command_reads(trained_run, tmp_path, monkeypatch):
@@ -43,13 +59,17 @@ def test_adapt_writes_a_run_every_command_reads(trained_run, tmp_path, monkeypat
 
     run = _run_copy(trained_run, tmp_path)
     _write_corrections(run, "aAbB0OlI")
-    monkeypatch.setattr(adapt, "EPOCHS", 1)
-    monkeypatch.setattr(adapt, "GENERAL_SAMPLE", 62 * 3)
+    monkeypatch.setattr(adapt, "STEPS", 8)
+    monkeypatch.setattr(adapt, "HELD_OUT", 62)
     out = tmp_path / "run-me"
     with pytest.raises(SystemExit) as exit_info:
         cli.run(["charjax", "adapt", f"--workdir={run}", f"--out={out}"])
     assert exit_info.value.code in (0, None)
     assert os.path.isfile(out / "metrics.json") and os.path.isdir(out / "checkpoints")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["epochs"]) == 1  # one short epoch: 8 batches of the run's 16 images
+    assert sum(json.loads((out / "class_counts.json").read_text())["train"]) == 8 * 16
+    assert not (out / "tb").exists() and not (out / "curves.png").exists()
     rec = Recognizer.load(out)
     assert rec.framing == Recognizer.load(run).framing
     assert len(rec.predict(np.zeros((48, 48), np.uint8) + 1)[0]) == 3
@@ -78,3 +98,33 @@ def test_no_corrections_folder_says_how_to_make_some(trained_run, tmp_path):
     run = _run_copy(trained_run, tmp_path)
     with pytest.raises(adapt.AdaptError, match="no corrections yet"):
         adapt.adapt(str(run), str(tmp_path / "me"), lambda config, out: {})
+
+
+def test_serve_adapts_and_then_reads_with_the_adapted_weights(trained_run, tmp_path,
+                                                              monkeypatch):
+    from starlette.testclient import TestClient
+
+    from charjax.recognizer import Recognizer
+    from charjax.serve.app import create_app
+
+    run = _run_copy(trained_run, tmp_path)
+    rec = Recognizer.load(run)
+    client = TestClient(create_app(rec))
+    _write_corrections(run, "aA", per_class=2)
+    few = client.post("/adapt")
+    assert few.status_code == 409 and "at least 10" in few.json()["error"]
+    for path in (run / "corrections").iterdir():
+        path.unlink()
+    (run / "corrections").rmdir()
+    _write_corrections(run, "aAbB0OlI")
+    monkeypatch.setattr(adapt, "STEPS", 8)
+    monkeypatch.setattr(adapt, "HELD_OUT", 62)
+    probe = np.random.default_rng(0).integers(0, 256, (1, 48, 48, 1), np.uint8)
+    before = rec.logits(probe)
+    answer = client.post("/adapt")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["out"] == str(tmp_path / "run-me") and body["corrections"] == 16
+    assert not np.allclose(rec.logits(probe), before)  # the adapted weights answer
+    assert rec.workdir == str(run)  # corrections still go to the run itself
+    assert client.post("/adapt").json()["out"] == str(tmp_path / "run-me-2")

@@ -7,7 +7,10 @@ answer. `POST /correct` takes JSON {"pixels": the line, "box": [x0, y0, x1, y1],
 and saves that character, framed as the model's inputs are, as a labelled 48x48 PNG in
 WORKDIR/corrections/ (the folder layout `charjax adapt` reads: `097_<n>.png`, case-safe) and
 the raw crop under the same name in WORKDIR/corrections_raw/ (outside corrections/, whose
-layout must stay flat); it answers the number of corrections saved.
+layout must stay flat); it answers the number of corrections saved. `POST /adapt` runs
+`charjax adapt` on them into the first free WORKDIR-me, WORKDIR-me-2, ... and serves the
+adapted weights from then on (corrections still go to WORKDIR, so the next adaptation starts
+again from WORKDIR's weights with all of them).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import threading
 import time
 from importlib import resources
 from typing import Any
@@ -27,6 +31,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from charjax import charset, files, recognizer
+from charjax.errors import CharjaxError
 
 
 def routes(rec: recognizer.Recognizer, limits: Any, decoded: Any, app: Any) -> list[Route]:
@@ -44,6 +49,16 @@ def routes(rec: recognizer.Recognizer, limits: Any, decoded: Any, app: Any) -> l
         body = await app._read_body(request, limits.body_bytes)
         return JSONResponse(await run_in_threadpool(_save_correction, rec, body, app))
 
+    adapting = threading.Lock()  # one adaptation at a time
+
+    async def adapt(request: Request) -> Response:
+        if not adapting.acquire(blocking=False):
+            raise app.BadRequest(409, "an adaptation is running already")
+        try:
+            return JSONResponse(await run_in_threadpool(_adapt, rec, app))
+        finally:
+            adapting.release()
+
     async def read(request: Request) -> Response:
         query = request.query_params.get("top_k")
         top_k = 3 if query is None else app._top_k(query, text=True)
@@ -60,6 +75,7 @@ def routes(rec: recognizer.Recognizer, limits: Any, decoded: Any, app: Any) -> l
         Route("/read", app._endpoint(read_page), methods=["GET"]),
         Route("/read", app._endpoint(read), methods=["POST"]),
         Route("/correct", app._endpoint(correct), methods=["POST"]),
+        Route("/adapt", app._endpoint(adapt), methods=["POST"]),
     ]
 
 
@@ -113,3 +129,22 @@ def _save_correction(rec: recognizer.Recognizer, body: bytes, app: Any) -> dict[
         with files.atomic_path(path, suffix=".png") as tmp:
             Image.fromarray(pixels).save(tmp, format="PNG")
     return {"saved": stem + ".png", "count": corrections_count(folder)}
+
+
+def _adapt(rec: recognizer.Recognizer, app: Any) -> dict[str, Any]:
+    """Adapts the served run to its corrections and swaps the adapted weights in (same
+    model, so nothing recompiles); answers where the adapted run is and what it scored."""
+    from charjax import adapt, train
+
+    workdir = getattr(rec, "workdir", None)
+    if not workdir:
+        raise app.BadRequest(409, "this server has no run folder to adapt")
+    out = adapt.free_out_dir(workdir)
+    try:
+        result = adapt.adapt(workdir, out, train.train_and_evaluate)
+    except CharjaxError as e:
+        raise app.BadRequest(409, str(e)) from None
+    adapted = recognizer.Recognizer.load(out)
+    rec.variables, rec.metrics = adapted.variables, adapted.metrics
+    return {"out": out, "corrections": result["corrections"],
+            "test_accuracy": result["test_accuracy"], "seconds": result["seconds"]}
