@@ -120,11 +120,11 @@ def test_serve_adapts_and_then_reads_with_the_adapted_weights(trained_run, tmp_p
     monkeypatch.setattr(adapt, "STEPS", 8)
     monkeypatch.setattr(adapt, "HELD_OUT", 62)
     probe = np.random.default_rng(0).integers(0, 256, (1, 48, 48, 1), np.uint8)
-    before = rec.logits(probe)
+    before = rec.probabilities(probe)
     answer = client.post("/adapt")
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["out"] == str(tmp_path / "run-me") and body["corrections"] == 16
-    assert not np.allclose(rec.logits(probe), before)  # the adapted weights answer
+    assert not np.allclose(rec.probabilities(probe), before)  # the adapted weights answer
     assert rec.workdir == str(run)  # corrections still go to the run itself
     assert client.post("/adapt").json()["out"] == str(tmp_path / "run-me-2")

@@ -145,6 +145,6 @@ def _adapt(rec: recognizer.Recognizer, app: Any) -> dict[str, Any]:
     except CharjaxError as e:
         raise app.BadRequest(409, str(e)) from None
     adapted = recognizer.Recognizer.load(out)
-    rec.variables, rec.metrics = adapted.variables, adapted.metrics
+    rec.predictor, rec.metrics = adapted.predictor, adapted.metrics
     return {"out": out, "corrections": result["corrections"],
             "test_accuracy": result["test_accuracy"], "seconds": result["seconds"]}
